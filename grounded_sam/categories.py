@@ -1,0 +1,139 @@
+"""Category prompts: what the user types, turned into detector prompts and class names.
+
+``"person, helmet, forklift"`` gives three classes in that order. A prompt may name the class
+it feeds with ``prompt: class`` (``"yellow hard hat: helmet, person"``), and several prompts may
+feed one class, as autodistill's ``CaptionOntology`` allows. Class ids follow the order in which
+class names first appear, so colours and dataset ids never shift between runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from grounded_sam.errors import CategoryError
+
+_SEPARATORS = re.compile(r"[,\n;]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One text the detector looks for, and the class its boxes belong to.
+
+    Attributes:
+        text: What Florence-2 is asked to ground, e.g. ``"yellow hard hat"``.
+        class_id: Index into :attr:`Categories.class_names`.
+    """
+
+    text: str
+    class_id: int
+
+
+@dataclass(frozen=True)
+class Categories:
+    """Cleaned category prompts.
+
+    Attributes:
+        class_names: Class names in the user's order; ``class_id`` indexes this tuple.
+        prompts: Detector prompts, each mapped to a class, in the user's order.
+    """
+
+    class_names: tuple[str, ...]
+    prompts: tuple[Prompt, ...]
+
+    def __len__(self) -> int:
+        return len(self.class_names)
+
+    def to_spec(self) -> str:
+        """Returns a canonical text form that :func:`parse_categories` turns back into ``self``."""
+        parts = []
+        for prompt in self.prompts:
+            name = self.class_names[prompt.class_id]
+            parts.append(prompt.text if prompt.text == name else f"{prompt.text}: {name}")
+        return ", ".join(parts)
+
+
+CategoriesLike = str | Iterable[str] | Mapping[str, str] | Categories
+
+
+def _clean(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _split_item(item: str) -> tuple[str, str]:
+    """Splits ``"prompt: class"`` (or a bare ``"class"``) into (prompt, class name)."""
+    if ":" not in item:
+        text = _clean(item)
+        return text, text
+    prompt_text, _, class_name = item.rpartition(":")
+    prompt_text, class_name = _clean(prompt_text), _clean(class_name)
+    if not prompt_text or not class_name:
+        raise CategoryError(
+            f"Expected 'prompt: class' with text on both sides of ':', but got {item.strip()!r}. "
+            "Write e.g. 'yellow hard hat: helmet', or drop the ':' to use the prompt as the class name."
+        )
+    return prompt_text, class_name
+
+
+def parse_categories(categories: CategoriesLike) -> Categories:
+    """Parses category prompts into classes and detector prompts.
+
+    Args:
+        categories: A comma- (or newline-) separated string such as ``"person, helmet"`` or
+            ``"yellow hard hat: helmet, person"``; a list of such items (not split on commas);
+            a mapping ``{prompt: class_name}``; or an already parsed :class:`Categories`.
+
+    Returns:
+        The classes in order of first appearance and the prompts that feed them. Whitespace is
+        collapsed; duplicate prompts, and class names that differ only in letter case, are merged
+        (the first spelling wins).
+
+    Raises:
+        CategoryError: If no category remains after cleaning, or an item is malformed.
+    """
+    if isinstance(categories, Categories):
+        return categories
+    if isinstance(categories, Mapping):
+        pairs = [(_clean(str(p)), _clean(str(c))) for p, c in categories.items()]
+        if any(not p or not c for p, c in pairs):
+            raise CategoryError(f"Every prompt and class name must be non-empty, but got {dict(categories)!r}.")
+    else:
+        if isinstance(categories, str):
+            items = _SEPARATORS.split(categories)
+        elif isinstance(categories, Iterable):
+            items = []
+            for item in categories:
+                if not isinstance(item, str):
+                    raise CategoryError(f"Expected category prompts as strings, but got {type(item).__name__}: {item!r}.")
+                items.append(item)
+        else:
+            raise CategoryError(
+                f"Expected categories as a string like 'person, helmet', a list of strings or a mapping, "
+                f"but got {type(categories).__name__}."
+            )
+        pairs = [_split_item(item) for item in items if _clean(item)]
+
+    class_names: list[str] = []
+    class_index: dict[str, int] = {}
+    prompts: list[Prompt] = []
+    seen_prompts: set[tuple[str, int]] = set()
+    for prompt_text, class_name in pairs:
+        key = class_name.casefold()
+        if key not in class_index:
+            class_index[key] = len(class_names)
+            class_names.append(class_name)
+        class_id = class_index[key]
+        prompt_key = (prompt_text.casefold(), class_id)
+        if prompt_key in seen_prompts:
+            continue
+        seen_prompts.add(prompt_key)
+        prompts.append(Prompt(text=prompt_text, class_id=class_id))
+
+    if not class_names:
+        raise CategoryError(
+            f"Expected at least one category, e.g. 'person, helmet', but got {categories!r}. "
+            "Type the things to find, separated by commas."
+        )
+    return Categories(class_names=tuple(class_names), prompts=tuple(prompts))

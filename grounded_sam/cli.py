@@ -1,0 +1,172 @@
+"""Command line: ``python -m grounded_sam label|download|models``.
+
+Wiring only: every model step is the package's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from grounded_sam.devices import DEVICE_CHOICES
+from grounded_sam.errors import GroundedSamError
+from grounded_sam.postprocess import NMS_MODES
+from grounded_sam.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, DETECTORS, SEGMENTERS
+
+logger = logging.getLogger("grounded_sam.cli")
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m grounded_sam",
+        description="Text prompts -> Florence-2 boxes -> SAM2 masks.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="More log output (-vv for debug).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    label = commands.add_parser("label", help="Label image files and folders.", description=(
+        "Label images: for each one, writes labels/<name>.json (classes, boxes, scores, COCO RLE masks) "
+        "and, with --plot, overlays/<name>.png. Exits 1 if any image failed, after writing the rest."))
+    label.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and folders (searched recursively).")
+    label.add_argument("--categories", "-c", required=True,
+                       help="Comma-separated prompts, e.g. 'truck, tire' or 'yellow hard hat: helmet, person'.")
+    label.add_argument("--out", "-o", required=True, type=Path, help="Output folder.")
+    label.add_argument("--plot", action="store_true", help="Also write an overlay PNG per image.")
+    label.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
+                       help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
+    label.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
+                       help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
+    label.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
+    label.add_argument("--min-score", type=float, default=0.0,
+                       help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
+    label.add_argument("--nms", choices=NMS_MODES, default="class",
+                       help="Suppress overlapping detections within a class (default), across all classes, or not at all.")
+    label.add_argument("--nms-iou", type=float, default=0.7, help="Overlap above which NMS drops a detection (default 0.7).")
+    label.add_argument("--num-beams", type=int, default=1, help="Florence-2 beams; 1 = greedy, fastest (default 1).")
+    label.add_argument("--max-new-tokens", type=int, default=512, help="Florence-2 token budget per category (default 512).")
+    label.add_argument("--box-chunk-size", type=int, default=None,
+                       help="Boxes per SAM2 decoder call (default: chosen for the device).")
+    label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+
+    download = commands.add_parser("download", help="Download weights into models/.")
+    download.add_argument("names", nargs="*", metavar="NAME",
+                          help=f"Registry names (default: {DEFAULT_DETECTOR} {DEFAULT_SEGMENTER}).")
+
+    models = commands.add_parser("models", help="List registry models and where their weights are.")
+    models.add_argument("--json", action="store_true", help="Machine-readable output.")
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # SAM2 logs every set_image on the root logger; keep that for -vv.
+    logging.getLogger().setLevel(level)
+    if verbosity < 2:
+        logging.getLogger("root").setLevel(max(level, logging.WARNING))
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def run_label(args: argparse.Namespace) -> int:
+    from grounded_sam.batch import collect_images, label_images
+    from grounded_sam.categories import parse_categories
+    from grounded_sam.export import JsonLabelWriter, OverlayWriter
+    from grounded_sam.pipeline import GroundedSAM2
+
+    categories = parse_categories(args.categories)
+    images = collect_images(args.inputs)
+    try:
+        pipe = GroundedSAM2(
+            args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
+            nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+            box_chunk_size=args.box_chunk_size,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    # Load both models before the first image: missing weights stop the run once, clearly.
+    pipe.detector, pipe.segmenter  # noqa: B018
+    writers = [JsonLabelWriter(args.out)]
+    if args.plot:
+        writers.append(OverlayWriter(args.out))
+    settings = {
+        "categories": categories.to_spec(), "detector": str(args.detector_model),
+        "segmenter": str(args.segmenter_model), **pipe.options.as_dict(),
+    }
+    progress = _progress_bar(len(images), disable=args.no_progress)
+    try:
+        summary = label_images(
+            pipe, images, categories, writers, settings=settings,
+            on_progress=lambda done, total, outcome: progress.update(1) if progress else None,
+        )
+    finally:
+        if progress:
+            progress.close()
+    print(summary.as_text(), file=sys.stderr)
+    print(f"Outputs in {args.out}", file=sys.stderr)
+    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+def _progress_bar(total: int, disable: bool):
+    if disable or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="Labeling", file=sys.stderr)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from grounded_sam.weights import download_to_models_dir
+
+    for name in args.names or [DEFAULT_DETECTOR, DEFAULT_SEGMENTER]:
+        path = download_to_models_dir(name)
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from grounded_sam.weights import resolve_detector, resolve_segmenter
+
+    rows = []
+    for kind, table, resolve in (("detector", DETECTORS, resolve_detector), ("segmenter", SEGMENTERS, resolve_segmenter)):
+        for name, spec in table.items():
+            try:
+                found = resolve(name, allow_download=False)
+                where = f"{found.source}: {getattr(found, 'path', None) or found.checkpoint}"
+            except GroundedSamError:
+                where = f"missing (python -m grounded_sam download {name})"
+            rows.append({"kind": kind, "name": name, "repo_id": spec.repo_id, "description": spec.description,
+                         "default": name in (DEFAULT_DETECTOR, DEFAULT_SEGMENTER), "weights": where})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            mark = "*" if row["default"] else " "
+            print(f"{mark} {row['kind']:<9} {row['name']:<24} {row['description']}\n      {row['weights']}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    handlers = {"label": run_label, "download": run_download, "models": run_models}
+    try:
+        return handlers[args.command](args)
+    except GroundedSamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

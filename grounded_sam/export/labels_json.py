@@ -1,0 +1,108 @@
+"""One JSON file of labels per image: classes, boxes, scores and COCO RLE masks.
+
+Layout (``<stem>.json``)::
+
+    {"image": {"source": "...", "file_name": "truck.jpg", "width": 1800, "height": 1200},
+     "categories": ["truck", "tire"],
+     "detections": [{"class_id": 0, "class_name": "truck", "score": 0.93,
+                     "bbox_xyxy": [x1, y1, x2, y2], "area": 123456,
+                     "mask": {"size": [1200, 1800], "counts": "..."}}],
+     "settings": {...}}
+
+``score`` is SAM2's predicted IoU of the mask (Florence-2 gives no scores). Width and height
+are the upright (EXIF-corrected) size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from grounded_sam.export.base import LabeledImage
+from grounded_sam.export.files import atomic_write_text
+from grounded_sam.export.rle import decode_rle, encode_mask
+
+FORMAT_VERSION = 1
+
+
+def detections_to_record(
+    detections: sv.Detections, image_size: tuple[int, int], class_names: tuple[str, ...] | list[str],
+    *, source: str = "", settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Turns Detections into the JSON record described in this module's docstring.
+
+    Args:
+        detections: With ``xyxy`` pixels; ``mask`` (N, H, W), ``confidence`` and ``class_id`` when present.
+        image_size: ``(width, height)`` of the upright image.
+        class_names: Every class of the run, in class-id order.
+        source: Where the image came from.
+        settings: The run's settings.
+    """
+    width, height = image_size
+    names = detections.data.get("class_name")
+    items = []
+    for i in range(len(detections)):
+        class_id = int(detections.class_id[i]) if detections.class_id is not None else -1
+        item: dict[str, Any] = {
+            "class_id": class_id,
+            "class_name": str(names[i]) if names is not None else class_names[class_id],
+            "score": None if detections.confidence is None else round(float(detections.confidence[i]), 5),
+            "bbox_xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
+        }
+        if detections.mask is not None:
+            item["area"] = int(detections.mask[i].sum())
+            item["mask"] = encode_mask(detections.mask[i])
+        items.append(item)
+    return {
+        "format_version": FORMAT_VERSION,
+        "image": {"source": source, "file_name": Path(source).name if source else "", "width": int(width), "height": int(height)},
+        "categories": list(class_names),
+        "detections": items,
+        "settings": settings or {},
+    }
+
+
+def record_to_detections(record: dict[str, Any]) -> sv.Detections:
+    """Reads a record written by :func:`detections_to_record` back into Detections."""
+    items = record["detections"]
+    height, width = record["image"]["height"], record["image"]["width"]
+    if not items:
+        detections = sv.Detections.empty()
+        detections.mask = np.zeros((0, height, width), dtype=bool)
+        detections.data["class_name"] = np.array([], dtype=str)
+        return detections
+    masks = None
+    if all("mask" in item for item in items):
+        masks = np.stack([decode_rle(item["mask"]) for item in items])
+    scores = [item.get("score") for item in items]
+    return sv.Detections(
+        xyxy=np.array([item["bbox_xyxy"] for item in items], dtype=np.float32),
+        mask=masks,
+        confidence=None if any(s is None for s in scores) else np.array(scores, dtype=np.float32),
+        class_id=np.array([item["class_id"] for item in items], dtype=int),
+        data={"class_name": np.array([item["class_name"] for item in items])},
+    )
+
+
+class JsonLabelWriter:
+    """Writes ``<out_dir>/labels/<stem>.json`` for every image (the record above)."""
+
+    name = "json"
+
+    def __init__(self, out_dir: str | os.PathLike[str], subdir: str = "labels") -> None:
+        self.folder = Path(out_dir) / subdir
+
+    def write(self, item: LabeledImage) -> list[Path]:
+        height, width = item.image.shape[:2]
+        record = detections_to_record(
+            item.detections, (width, height), item.class_names, source=item.source, settings=item.settings
+        )
+        return [atomic_write_text(self.folder / f"{item.stem}.json", json.dumps(record, indent=1))]
+
+    def finalize(self) -> list[Path]:
+        return []
