@@ -22,7 +22,7 @@ from grounded_sam.images import IMAGE_EXTENSIONS, is_image_path, load_image
 
 logger = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^\w.-]+")  # \w keeps letters of every script
 _MAX_STEM = 150
 
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from grounded_sam.errors import ModelNotFoundError
+from grounded_sam.errors import ModelNotFoundError, UnknownModelError
 from grounded_sam.registry import (
+    DETECTORS,
+    SEGMENTERS,
     DetectorSpec,
     SegmenterSpec,
     find_segmenter_by_filename,
@@ -237,6 +239,11 @@ def resolve_segmenter(
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise ModelNotFoundError(f"Expected a SAM2 checkpoint file (.pt) at {path}, but nothing is there.")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            raise ModelNotFoundError(
+                f"Expected a SAM2 checkpoint file (.pt), but got the model config {path}. Pass the .pt; "
+                "a .yaml with the same stem beside it is picked up as its config."
+            )
         return SegmenterWeights(checkpoint=path, config=_config_for_checkpoint(path, None), source="path", name=path.stem)
     spec = get_segmenter_spec(os.fspath(name_or_path))
     models_dir = models_dir or project_models_dir()
@@ -308,10 +315,15 @@ def download_to_models_dir(name: str, *, models_dir: Path | None = None) -> Path
 
     models_dir = models_dir or project_models_dir()
     spec: DetectorSpec | SegmenterSpec
-    try:
+    if name in DETECTORS:
         spec = get_detector_spec(name)
-    except KeyError:
+    elif name in SEGMENTERS:
         spec = get_segmenter_spec(name)
+    else:
+        raise UnknownModelError(
+            f"Unknown model {name!r}: expected a detector ({', '.join(DETECTORS)}) "
+            f"or a segmenter ({', '.join(SEGMENTERS)})."
+        )
     if hub_offline():
         raise ModelNotFoundError(f"Cannot download {name}: HF_HUB_OFFLINE is set. Unset it, or copy the weights into {models_dir}.")
     if isinstance(spec, DetectorSpec):
