@@ -47,15 +47,23 @@ class Categories:
         return len(self.class_names)
 
     def to_spec(self) -> str:
-        """Returns a canonical text form that :func:`parse_categories` turns back into ``self``."""
+        """A canonical, readable text form (``"yellow hard hat: helmet, person"``).
+
+        :func:`parse_categories` turns it back into ``self`` when no prompt or class contains a
+        separator (``,`` ``;`` ``:`` or a newline); :meth:`as_pairs` round-trips exactly always.
+        """
         parts = []
         for prompt in self.prompts:
             name = self.class_names[prompt.class_id]
             parts.append(prompt.text if prompt.text == name else f"{prompt.text}: {name}")
         return ", ".join(parts)
 
+    def as_pairs(self) -> list[tuple[str, str]]:
+        """``(prompt, class name)`` for every prompt; ``parse_categories(c.as_pairs()) == c``."""
+        return [(prompt.text, self.class_names[prompt.class_id]) for prompt in self.prompts]
 
-CategoriesLike = str | Iterable[str] | Mapping[str, str] | Categories
+
+CategoriesLike = str | Iterable[str | tuple[str, str]] | Mapping[str, str] | Categories
 
 
 def _clean(text: str) -> str:
@@ -82,7 +90,8 @@ def parse_categories(categories: CategoriesLike) -> Categories:
 
     Args:
         categories: A comma- (or newline-) separated string such as ``"person, helmet"`` or
-            ``"yellow hard hat: helmet, person"``; a list of such items (not split on commas);
+            ``"yellow hard hat: helmet, person"``; a list of such items (not split on commas) or
+            of ``(prompt, class name)`` tuples;
             a mapping ``{prompt: class_name}``; or an already parsed :class:`Categories`.
 
     Returns:
@@ -105,6 +114,9 @@ def parse_categories(categories: CategoriesLike) -> Categories:
         elif isinstance(categories, Iterable):
             items = []
             for item in categories:
+                if isinstance(item, tuple) and len(item) == 2 and all(isinstance(v, str) for v in item):
+                    items.append(item)
+                    continue
                 if not isinstance(item, str):
                     raise CategoryError(f"Expected category prompts as strings, but got {type(item).__name__}: {item!r}.")
                 items.append(item)
@@ -113,7 +125,15 @@ def parse_categories(categories: CategoriesLike) -> Categories:
                 f"Expected categories as a string like 'person, helmet', a list of strings or a mapping, "
                 f"but got {type(categories).__name__}."
             )
-        pairs = [_split_item(item) for item in items if _clean(item)]
+        pairs = []
+        for item in items:
+            if isinstance(item, tuple):
+                prompt_text, class_name = _clean(item[0]), _clean(item[1])
+                if not prompt_text or not class_name:
+                    raise CategoryError(f"Expected (prompt, class name) with both non-empty, but got {item!r}.")
+                pairs.append((prompt_text, class_name))
+            elif _clean(item):
+                pairs.append(_split_item(item))
 
     class_names: list[str] = []
     class_index: dict[str, int] = {}

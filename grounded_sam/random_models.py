@@ -114,7 +114,11 @@ def build_random_florence2(
         do_center_crop=False, image_seq_length=grid * grid + 1, do_convert_rgb=True,
         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
     )
-    processor = Florence2Processor(image_processor=image_processor, tokenizer=tokenizer)
+    # Real checkpoints ship the post-processor's task table; keep it so processor.post_process_generation works.
+    post_processor_config = {"phrase_grounding": {}, "description_with_bboxes": {}, "pure_text": {}}
+    processor = Florence2Processor(
+        image_processor=image_processor, tokenizer=tokenizer, post_processor_config=post_processor_config
+    )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)

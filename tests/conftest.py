@@ -23,10 +23,6 @@ SCRIPTED_BINS = ((100, 150, 450, 700), (550, 300, 900, 850))
 SCRIPTED_TEXT = "object" + "".join(f"<loc_{v}>" for box in SCRIPTED_BINS for v in box)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "real_weights: needs real downloaded weights; skipped when they are absent")
-
-
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Paths of the tiny test models: ``florence`` (random), ``florence_scripted``, ``sam2`` (.pt with .yaml)."""

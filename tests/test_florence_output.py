@@ -143,9 +143,7 @@ def florence_folder(tmp_path_factory: pytest.TempPathFactory):
 def florence_processor(florence_folder):
     from transformers import AutoProcessor
 
-    # Real checkpoints ship a post_processor_config; the random one does not (see the xfail below), so give it
-    # the phrase-grounding entry with no banned phrases.
-    return AutoProcessor.from_pretrained(florence_folder, post_processor_config={"phrase_grounding": {}})
+    return AutoProcessor.from_pretrained(florence_folder)
 
 
 def test_location_tokens_are_in_the_tokenizer(florence_processor) -> None:
@@ -173,12 +171,6 @@ def test_parse_grounding_matches_transformers(
     assert np.all(diff < 1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="random_models.build_random_florence2 saves the processor without the post_processor_config that "
-    "real Florence-2 checkpoints ship, so post_process_generation on it raises 'Unsupported parse task'.",
-)
 def test_random_florence2_processor_post_processes_grounding(florence_folder) -> None:
     from transformers import AutoProcessor
 
