@@ -140,6 +140,9 @@ class Sam2Segmenter:
         self.predictor = SAM2ImagePredictor(model)
         # SAM2ImagePredictor keeps the current image's features on itself: one image at a time.
         self.lock = threading.RLock()
+        # When set (by click refinement), every image this segmenter encodes is remembered here,
+        # so later clicks on it reuse the encoding: see grounded_sam.refine.
+        self.embedding_cache: Any = None
 
     @classmethod
     def from_checkpoint(
@@ -177,6 +180,8 @@ class Sam2Segmenter:
                     masks[start : start + len(chunk)], scores[start : start + len(chunk)] = normalize_sam2_output(
                         chunk_masks, chunk_scores, len(chunk)
                     )
+                if self.embedding_cache is not None:
+                    self.embedding_cache.remember(image, self.predictor)
                 self.predictor.reset_predictor()
         return sv.Detections(
             xyxy=detections.xyxy.copy(),

@@ -1,0 +1,412 @@
+"""Click refinement: fix, add, delete and relabel objects after an automatic run.
+
+A :class:`LabelSession` holds one image's editable objects with undo/redo. Every click runs
+SAM2's mask decoder only: image embeddings are cached per image content (an LRU bounded by
+bytes, :class:`EmbeddingCache`), so a click never re-encodes the image. SAM2's predictor keeps
+the current image on itself, so every use goes through the segmenter's lock.
+
+Clicks are binding: after SAM2 predicts, the clicked pixel (and a small disk around it) is put
+on the side the click asked for, so a negative click always removes what was clicked and a
+positive click always keeps it, whatever the model does near the edge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from grounded_sam.devices import inference_context
+from grounded_sam.errors import GroundedSamError
+
+logger = logging.getLogger(__name__)
+
+CLICK_RADIUS = 2  # pixels forced to the click's side around each click
+
+
+class EditError(GroundedSamError, ValueError):
+    """An edit refers to an object, class or position that does not exist."""
+
+
+def image_key(image: np.ndarray) -> str:
+    """Content hash of an (H, W, 3) uint8 RGB image (shape included)."""
+    digest = hashlib.sha256()
+    digest.update(str(image.shape).encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM2's encoding of one image: what ``SAM2ImagePredictor.set_image`` computes."""
+
+    features: dict[str, Any]
+    orig_hw: list[tuple[int, int]]
+    nbytes: int
+
+
+class EmbeddingCache:
+    """LRU of image embeddings, bounded by total bytes.
+
+    Args:
+        max_bytes: Total size of cached embeddings (a SAM2 base-plus embedding is about 20 MB).
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, ImageEmbedding] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> ImageEmbedding | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item
+
+    def put(self, key: str, embedding: ImageEmbedding) -> None:
+        with self._lock:
+            self._items[key] = embedding
+            self._items.move_to_end(key)
+            while len(self._items) > 1 and sum(e.nbytes for e in self._items.values()) > self.max_bytes:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def remember(self, image: np.ndarray, predictor: Any) -> None:
+        """Stores the embedding a predictor holds for ``image`` (called right after ``set_image``)."""
+        self.put(image_key(image), _embedding_of(predictor))
+
+
+def _embedding_of(predictor: Any) -> ImageEmbedding:
+    # SAM2ImagePredictor keeps its encoding in these attributes; holding a reference lets later
+    # clicks restore it instead of re-encoding.
+    features = predictor._features
+    return ImageEmbedding(features, list(predictor._orig_hw), _tensor_bytes(features))
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    return int(value.numel() * value.element_size()) if hasattr(value, "numel") else 0
+
+
+class Sam2Refiner:
+    """Runs SAM2's mask decoder for point/box prompts on cached image embeddings.
+
+    Args:
+        segmenter: A loaded :class:`~grounded_sam.segmenter.Sam2Segmenter` (shared; its lock is used).
+        cache: Embedding cache; by default the segmenter's, or a new one attached to it.
+    """
+
+    def __init__(self, segmenter: Any, cache: EmbeddingCache | None = None) -> None:
+        self.segmenter = segmenter
+        if cache is None:
+            cache = segmenter.embedding_cache or EmbeddingCache()
+        self.cache = cache
+        # The automatic run's encoding lands in the same cache, so the first click is decoder-only too.
+        segmenter.embedding_cache = cache
+
+    def _use_image(self, image: np.ndarray, key: str) -> None:
+        """Puts the image's embedding into the predictor: from the cache, else by encoding it once."""
+        predictor = self.segmenter.predictor
+        embedding = self.cache.get(key)
+        if embedding is None:
+            predictor.set_image(image)
+            self.cache.put(key, _embedding_of(predictor))
+        else:
+            predictor._features = embedding.features
+            predictor._orig_hw = list(embedding.orig_hw)
+            predictor._is_image_set = True
+            predictor._is_batch = False
+
+    def predict(
+        self,
+        image: np.ndarray,
+        key: str,
+        *,
+        box: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        mask_logits: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Predicts one mask from prompts.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            key: :func:`image_key` of ``image``.
+            box: (4,) xyxy pixels, or None.
+            points: (K, 2) xy pixels, or None.
+            labels: (K,) 1 for positive, 0 for negative clicks.
+            mask_logits: (1, 256, 256) low-resolution logits of the previous mask, or None.
+
+        Returns:
+            ``(mask, score, logits)``: (H, W) bool, SAM2's predicted IoU, (1, 256, 256) float32 logits.
+        """
+        with self.segmenter.lock, inference_context(self.segmenter.device):
+            self._use_image(image, key)
+            masks, scores, logits = self.segmenter.predictor.predict(
+                point_coords=None if points is None else np.asarray(points, dtype=np.float32),
+                point_labels=None if labels is None else np.asarray(labels, dtype=np.int32),
+                box=None if box is None else np.asarray(box, dtype=np.float32),
+                mask_input=mask_logits,
+                multimask_output=False,
+            )
+            self.segmenter.predictor.reset_predictor()
+        return np.asarray(masks[0]) > 0, float(scores[0]), np.asarray(logits, dtype=np.float32)[:1]
+
+
+@dataclass(frozen=True)
+class EditableObject:
+    """One object of a session. Immutable: edits make new objects, so undo snapshots are cheap.
+
+    Attributes:
+        mask: (H, W) bool.
+        box: (4,) float32 xyxy pixels: the prompt box (detector box, drawn box, or the mask's box).
+        class_name: Its class.
+        score: SAM2's predicted IoU of the current mask.
+        points: (K, 2) float32 click positions, xy pixels.
+        labels: (K,) int32, 1 positive / 0 negative.
+        logits: (1, 256, 256) float32 low-resolution logits of the current mask, or None.
+        edited: False for an untouched automatic object (its detector box is kept in outputs);
+            True once its mask came from a click or a drawn box (outputs use the mask's box).
+    """
+
+    mask: np.ndarray
+    box: np.ndarray
+    class_name: str
+    score: float
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    logits: np.ndarray | None = None
+    edited: bool = False
+
+
+def _mask_box(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return np.zeros(4, np.float32)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+
+
+def _force_clicks(mask: np.ndarray, points: np.ndarray, labels: np.ndarray, radius: int = CLICK_RADIUS) -> np.ndarray:
+    """Makes the clicks binding: each click's disk goes to the side its label asks for (latest click wins)."""
+    if len(points) == 0:
+        return mask
+    mask = mask.copy()
+    height, width = mask.shape
+    for (x, y), label in zip(points, labels):
+        cx, cy = int(round(float(x))), int(round(float(y)))
+        y0, y1 = max(0, cy - radius), min(height, cy + radius + 1)
+        x0, x1 = max(0, cx - radius), min(width, cx + radius + 1)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        mask[y0:y1, x0:x1][disk] = bool(label)
+    return mask
+
+
+class LabelSession:
+    """One image's objects, editable with clicks, with undo, redo and reset.
+
+    Args:
+        refiner: Shared :class:`Sam2Refiner`.
+        image: (H, W, 3) uint8 RGB.
+        detections: The automatic result (masks, boxes, class names, scores).
+        class_names: Every class of the run, in order; new classes are appended when used.
+    """
+
+    def __init__(self, refiner: Sam2Refiner, image: np.ndarray, detections: sv.Detections, class_names: Sequence[str]) -> None:
+        self.refiner = refiner
+        self.image = image
+        self.key = image_key(image)
+        self.class_names = list(class_names)
+        names = detections.data.get("class_name")
+        objects = []
+        for i in range(len(detections)):
+            objects.append(EditableObject(
+                mask=detections.mask[i],
+                box=detections.xyxy[i].astype(np.float32),
+                class_name=str(names[i]) if names is not None else self.class_names[int(detections.class_id[i])],
+                score=float(detections.confidence[i]) if detections.confidence is not None else 1.0,
+            ))
+        self.objects: list[EditableObject] = objects
+        self._initial = list(objects)
+        self._initial_classes = list(self.class_names)
+        self._undo: list[tuple[list[EditableObject], list[str]]] = []
+        self._redo: list[tuple[list[EditableObject], list[str]]] = []
+
+    # ------------------------------------------------------------------ history
+
+    def _checkpoint(self) -> None:
+        self._undo.append((list(self.objects), list(self.class_names)))
+        self._redo.clear()
+
+    def undo(self) -> bool:
+        """Steps back one edit. Returns False when there is nothing to undo."""
+        if not self._undo:
+            return False
+        self._redo.append((list(self.objects), list(self.class_names)))
+        self.objects, self.class_names = self._undo.pop()
+        return True
+
+    def redo(self) -> bool:
+        """Re-applies the last undone edit. Returns False when there is nothing to redo."""
+        if not self._redo:
+            return False
+        self._undo.append((list(self.objects), list(self.class_names)))
+        self.objects, self.class_names = self._redo.pop()
+        return True
+
+    def reset(self) -> None:
+        """Back to the automatic result (itself undoable)."""
+        self._checkpoint()
+        self.objects, self.class_names = list(self._initial), list(self._initial_classes)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    # ------------------------------------------------------------------ queries
+
+    def _check_index(self, index: int) -> EditableObject:
+        if not 0 <= index < len(self.objects):
+            raise EditError(f"No object #{index}: this image has {len(self.objects)} objects (0..{len(self.objects) - 1}).")
+        return self.objects[index]
+
+    def _check_point(self, x: float, y: float) -> None:
+        height, width = self.image.shape[:2]
+        if not (0 <= x < width and 0 <= y < height):
+            raise EditError(f"Point ({x:.0f}, {y:.0f}) is outside the {width}x{height} image.")
+
+    def object_at(self, x: float, y: float) -> int | None:
+        """Index of the object whose mask covers pixel (x, y); the smallest one when several do."""
+        self._check_point(x, y)
+        hits = [(int(o.mask.sum()), i) for i, o in enumerate(self.objects) if o.mask[int(y), int(x)]]
+        return min(hits)[1] if hits else None
+
+    # ------------------------------------------------------------------ edits
+
+    def refine(self, index: int, x: float, y: float, positive: bool = True) -> EditableObject:
+        """Adds a click to an object and re-predicts its mask (mask decoder only).
+
+        The object's box, every earlier click and its previous low-resolution logits go to SAM2
+        together, as in SAM2's interactive demos.
+        """
+        obj = self._check_index(index)
+        self._check_point(x, y)
+        points = np.concatenate([obj.points, np.array([[x, y]], np.float32)])
+        labels = np.concatenate([obj.labels, np.array([1 if positive else 0], np.int32)])
+        logits = obj.logits
+        if logits is None:
+            # First click on an automatic object: its logits come from one decoder pass on its box.
+            _, _, logits = self.refiner.predict(self.image, self.key, box=obj.box)
+        mask, score, new_logits = self.refiner.predict(
+            self.image, self.key, box=obj.box, points=points, labels=labels, mask_logits=logits
+        )
+        mask = _force_clicks(mask, points, labels)
+        updated = replace(obj, mask=mask, score=score, points=points, labels=labels, logits=new_logits, edited=True)
+        self._checkpoint()
+        self.objects[index] = updated
+        return updated
+
+    def add_object(self, class_name: str, *, box: Sequence[float] | None = None, point: Sequence[float] | None = None) -> int:
+        """Adds an object from a drawn box or one positive click. Returns its index."""
+        class_name = self._class(class_name)
+        if box is None and point is None:
+            raise EditError("To add an object, draw a box or click a point on it.")
+        prompt_box = None
+        if box is not None:
+            x1, y1, x2, y2 = (float(v) for v in box)
+            prompt_box = np.array([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], np.float32)
+            height, width = self.image.shape[:2]
+            prompt_box = np.clip(prompt_box, 0, [width, height, width, height]).astype(np.float32)
+            if prompt_box[2] - prompt_box[0] < 1 or prompt_box[3] - prompt_box[1] < 1:
+                raise EditError(f"The box {list(box)} is empty inside the image: draw a larger one.")
+        points = np.zeros((0, 2), np.float32)
+        labels = np.zeros((0,), np.int32)
+        if point is not None:
+            self._check_point(*point)
+            points, labels = np.array([point], np.float32), np.array([1], np.int32)
+        mask, score, logits = self.refiner.predict(
+            self.image, self.key, box=prompt_box, points=points if len(points) else None,
+            labels=labels if len(labels) else None,
+        )
+        mask = _force_clicks(mask, points, labels)
+        obj = EditableObject(mask=mask, box=prompt_box if prompt_box is not None else _mask_box(mask),
+                             class_name=class_name, score=score, points=points, labels=labels, logits=logits,
+                             edited=True)
+        self._checkpoint()
+        self._use_class(class_name)
+        self.objects.append(obj)
+        return len(self.objects) - 1
+
+    def delete(self, index: int) -> None:
+        """Removes an object."""
+        self._check_index(index)
+        self._checkpoint()
+        del self.objects[index]
+
+    def relabel(self, index: int, class_name: str) -> None:
+        """Changes an object's class (a new class name is added to the class list)."""
+        obj = self._check_index(index)
+        class_name = self._class(class_name)
+        self._checkpoint()
+        self._use_class(class_name)
+        self.objects[index] = replace(obj, class_name=class_name)
+
+    def _class(self, class_name: str) -> str:
+        """The class list's spelling of ``class_name``, or the cleaned new name (not added yet)."""
+        name = " ".join(str(class_name).split())
+        if not name:
+            raise EditError("A class name is needed: pick one of the categories or type a new one.")
+        for existing in self.class_names:
+            if existing.casefold() == name.casefold():
+                return existing
+        return name
+
+    def _use_class(self, name: str) -> None:
+        """Adds a new class after the edit's checkpoint, so undo forgets it too."""
+        if name not in self.class_names:
+            self.class_names.append(name)
+
+    # ------------------------------------------------------------------ output
+
+    def to_detections(self) -> sv.Detections:
+        """The current objects as Detections (``metadata["class_names"]`` = every class, in order)."""
+        height, width = self.image.shape[:2]
+        if not self.objects:
+            detections = sv.Detections.empty()
+            detections.mask = np.zeros((0, height, width), bool)
+            detections.confidence = np.zeros((0,), np.float32)
+            detections.class_id = np.zeros((0,), int)
+            detections.data["class_name"] = np.array([], dtype=str)
+        else:
+            detections = sv.Detections(
+                xyxy=np.stack([_mask_box(o.mask) if o.edited and o.mask.any() else o.box for o in self.objects]).astype(np.float32),
+                mask=np.stack([o.mask for o in self.objects]),
+                confidence=np.array([o.score for o in self.objects], np.float32),
+                class_id=np.array([self.class_names.index(o.class_name) for o in self.objects], int),
+                data={"class_name": np.array([o.class_name for o in self.objects])},
+            )
+        detections.metadata["class_names"] = list(self.class_names)
+        detections.metadata["image_size"] = (width, height)
+        return detections
