@@ -18,6 +18,7 @@ import supervision as sv
 
 from grounded_sam.categories import Categories, CategoriesLike, parse_categories
 from grounded_sam.detector import empty_detections
+from grounded_sam.errors import OptionError
 from grounded_sam.images import ImageSource, load_image
 from grounded_sam.models import load_detector, load_segmenter
 from grounded_sam.postprocess import NMS_MODES, NmsMode, apply_nms, drop_duplicate_boxes, filter_min_score, sanitize_boxes
@@ -51,15 +52,15 @@ class PipelineOptions:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
-            raise ValueError(f"min_score must be within [0, 1], but got {self.min_score}")
+            raise OptionError(f"min_score must be within [0, 1], but got {self.min_score}")
         if self.nms not in NMS_MODES:
-            raise ValueError(f"nms must be one of {', '.join(NMS_MODES)}, but got {self.nms!r}")
+            raise OptionError(f"nms must be one of {', '.join(NMS_MODES)}, but got {self.nms!r}")
         if not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be within (0, 1], but got {self.nms_iou}")
+            raise OptionError(f"nms_iou must be within (0, 1], but got {self.nms_iou}")
         if self.num_beams < 1 or self.max_new_tokens < 1:
-            raise ValueError(f"num_beams and max_new_tokens must be >= 1, but got {self.num_beams}, {self.max_new_tokens}")
+            raise OptionError(f"num_beams and max_new_tokens must be >= 1, but got {self.num_beams}, {self.max_new_tokens}")
         if self.box_chunk_size is not None and self.box_chunk_size < 1:
-            raise ValueError(f"box_chunk_size must be >= 1 or None, but got {self.box_chunk_size}")
+            raise OptionError(f"box_chunk_size must be >= 1 or None, but got {self.box_chunk_size}")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain values (for manifests and JSON outputs)."""
@@ -135,7 +136,7 @@ class GroundedSAM2:
             ``metadata`` holds ``class_names`` (every class, in order) and ``image_size`` (w, h).
 
         Raises:
-            CategoryError, ImageLoadError, ModelNotFoundError, ModelLoadError, DeviceError.
+            CategoryError, ImageLoadError, ModelNotFoundError, ModelLoadError, DeviceError, OptionError.
         """
         return self.predict(image, categories, **overrides)
 
@@ -148,6 +149,11 @@ class GroundedSAM2:
         **overrides: Any,
     ) -> sv.Detections:
         """Same as calling the pipeline; ``prefix_allowed_tokens_fn`` constrains Florence-2 (tests)."""
+        unknown = set(overrides) - set(PipelineOptions.__dataclass_fields__)
+        if unknown:
+            raise OptionError(
+                f"Unknown option(s) {sorted(unknown)}: expected {sorted(PipelineOptions.__dataclass_fields__)}."
+            )
         options = replace(self.options, **overrides) if overrides else self.options
         parsed = parse_categories(categories)
         times = StageTimes()

@@ -154,3 +154,16 @@ def test_any_image_mode_goes_through(scripted, mode, tmp_path):
     image.save(path)
     detections = scripted(path, "thing")
     assert detections.mask.shape[1:] == (60, 80)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"min_score": 1.5}, "min_score"), ({"nms": "sometimes"}, "nms must be one of"), ({"nms_iou": 0}, "nms_iou"),
+     ({"num_beams": 0}, "num_beams"), ({"box_chunk_size": 0}, "box_chunk_size"), ({"colour": "red"}, "Unknown option")],
+)
+def test_bad_options_are_option_errors(pipe, truck_rgb, options, message):
+    from grounded_sam.errors import GroundedSamError, OptionError
+
+    with pytest.raises(OptionError, match=message) as info:
+        pipe(truck_rgb, "truck", **options)
+    assert isinstance(info.value, GroundedSamError)
