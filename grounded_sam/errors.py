@@ -45,3 +45,11 @@ class InputError(GroundedSamError, FileNotFoundError):
 
 class OptionError(GroundedSamError, ValueError):
     """A setting is out of range or unknown."""
+
+
+class ArchiveError(GroundedSamError, ValueError):
+    """An uploaded archive is unreadable, unsafe (a path leaving its folder) or over a size cap."""
+
+
+class OutputFolderError(GroundedSamError, ValueError):
+    """The output folder holds a run with other settings, files no manifest accounts for, or a run in progress."""
