@@ -29,6 +29,7 @@ from grounded_sam.errors import GroundedSamError
 logger = logging.getLogger(__name__)
 
 CLICK_RADIUS = 2  # pixels forced to the click's side around each click
+MAX_HISTORY = 50  # undo steps kept per session; each can hold a full-size mask
 
 
 class EditError(GroundedSamError, ValueError):
@@ -117,7 +118,8 @@ class Sam2Refiner:
     def __init__(self, segmenter: Any, cache: EmbeddingCache | None = None) -> None:
         self.segmenter = segmenter
         if cache is None:
-            cache = segmenter.embedding_cache or EmbeddingCache()
+            # `is None`, not truthiness: an attached cache that is still empty has len() == 0.
+            cache = segmenter.embedding_cache if segmenter.embedding_cache is not None else EmbeddingCache()
         self.cache = cache
         # The automatic run's encoding lands in the same cache, so the first click is decoder-only too.
         segmenter.embedding_cache = cache
@@ -171,7 +173,7 @@ class Sam2Refiner:
         return np.asarray(masks[0]) > 0, float(scores[0]), np.asarray(logits, dtype=np.float32)[:1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: identity, not element-wise, comparison
 class EditableObject:
     """One object of a session. Immutable: edits make new objects, so undo snapshots are cheap.
 
@@ -254,6 +256,7 @@ class LabelSession:
 
     def _checkpoint(self) -> None:
         self._undo.append((list(self.objects), list(self.class_names)))
+        del self._undo[:-MAX_HISTORY]
         self._redo.clear()
 
     def undo(self) -> bool:

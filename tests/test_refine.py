@@ -193,3 +193,24 @@ def test_click_time_against_a_full_run(pipe, refiner, truck_rgb, capsys):
     with capsys.disabled():
         print(f"\n[refine] full run {full_run * 1000:.0f} ms, click median {np.median(clicks) * 1000:.0f} ms "
               f"({np.median(clicks) / full_run:.1%} of a run), tiny models, CPU")
+
+
+def test_undo_history_is_bounded(session, monkeypatch):
+    import grounded_sam.refine as refine
+
+    monkeypatch.setattr(refine, "MAX_HISTORY", 3)
+    for name in ["a", "b", "c", "d", "e"]:
+        session.relabel(0, name)
+    undone = 0
+    while session.undo():
+        undone += 1
+    assert undone == 3
+    assert session.objects[0].class_name == "b"
+
+
+def test_a_refiner_made_before_the_run_shares_the_empty_cache(pipe):
+    from grounded_sam.refine import EmbeddingCache
+
+    pipe.segmenter.embedding_cache = EmbeddingCache()
+    early = Sam2Refiner(pipe.segmenter)
+    assert early.cache is pipe.segmenter.embedding_cache
