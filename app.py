@@ -2,6 +2,12 @@
 
 UI wiring only: every model step, file format and safety check is the ``grounded_sam`` package's.
 
+On the image tab, after Run, the result can be fixed by clicking on the overlay (see
+:mod:`grounded_sam.editor`): select an object, grow or shrink its mask with + and − points (SAM2's
+mask decoder only, on the cached image embedding), add objects from a point or a box, delete,
+relabel, undo, redo, reset; the downloads follow every edit. Each browser session has its own
+editor, released when the session ends.
+
 Run with ``python app.py``: it serves on 127.0.0.1:7860 (``GRADIO_SERVER_NAME`` and
 ``GRADIO_SERVER_PORT`` override). Settings come from ``GROUNDED_SAM_*`` environment variables
 (see :mod:`grounded_sam.app_settings`). The page renders before any model loads; models load on
@@ -31,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import gradio as gr
 
@@ -39,6 +45,11 @@ from grounded_sam.app_settings import AppSettings, load_settings
 from grounded_sam.categories import Categories, parse_categories
 from grounded_sam.errors import GroundedSamError, ImageLoadError, InputError, OptionError
 from grounded_sam.postprocess import NMS_MODES
+
+if TYPE_CHECKING:
+    from grounded_sam.detection_cache import DetectionCache
+    from grounded_sam.edit_view import OverlayStyle
+    from grounded_sam.editor import Editor
 
 logger = logging.getLogger("grounded_sam.app")
 
@@ -54,6 +65,12 @@ TABLE_HEADERS = ["#", "class", "score", "box x1, y1, x2, y2 (px)", "area (px)"]
 #: ZeroGPU time asked for: a base (model loading, transfers) plus a share per unit of work.
 SEGMENT_GPU_S, SEGMENT_GPU_PER_PROMPT_S = 60, 5
 BATCH_GPU_S, BATCH_GPU_PER_IMAGE_S = 60, 10
+#: ZeroGPU time asked for one click (one or two mask-decoder passes).
+CLICK_GPU_S = 10
+#: Edits that run no model (select, delete, undo...) share this group, apart from the model queue.
+EDIT_QUEUE = "edits"
+#: An editor left untouched this long is released (closed tabs are released at once, on unload).
+EDITOR_TTL_S = 2 * 3600
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,6 +108,32 @@ def _label_on_gpu(
     from grounded_sam.jobs import stream_label_images
 
     yield from stream_label_images(pipe, images, categories, writers, settings=settings)
+
+
+def click_gpu_seconds(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> int:
+    """ZeroGPU seconds for one click: SAM2's mask decoder on a cached embedding."""
+    return CLICK_GPU_S
+
+
+@on_gpu(click_gpu_seconds)
+def _decode_on_gpu(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> Any:
+    # Takes the (picklable) pipeline, not the refiner: on ZeroGPU the call may run in another process.
+    return attach_refiner(pipe).predict(image, key, **prompts)
+
+
+class GpuDecoder:
+    """Stands in for a :class:`~grounded_sam.refine.Sam2Refiner`: every decoder pass of a click goes
+    through the GPU wrapper (a label session only calls ``predict``).
+
+    Args:
+        pipe: The :class:`~grounded_sam.pipeline.GroundedSAM2` whose segmenter ran the automatic result.
+    """
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    def predict(self, image: Any, key: str, **prompts: Any) -> Any:
+        return _decode_on_gpu(self.pipe, image, key, prompts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,10 +179,10 @@ def _run_settings(pipe: Any, categories: Categories) -> dict[str, Any]:
             "segmenter": _model_label(str(pipe.segmenter_name)), **pipe.options.as_dict()}
 
 
-def _user_error(exc: GroundedSamError) -> gr.Error:
+def _user_error(exc: GroundedSamError, duration: float = 30) -> gr.Error:
     logger.info("Request refused: %s", exc)
-    # Long enough to read a message that lists where weights were looked for.
-    return gr.Error(str(exc), duration=30, print_exception=False)
+    # By default long enough to read a message that lists where weights were looked for.
+    return gr.Error(str(exc), duration=duration, print_exception=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,12 +191,16 @@ def _user_error(exc: GroundedSamError) -> gr.Error:
 
 def segment_image(settings: AppSettings, image: Any, categories: str, detector: str | None, segmenter: str | None,
                   min_score: float, nms: str, nms_iou: float, show_masks: bool, show_boxes: bool,
-                  show_labels: bool, opacity: float) -> tuple[str, dict[str, Any]]:
+                  show_labels: bool, opacity: float, cache: DetectionCache | None = None) -> tuple[str, dict[str, Any]]:
     """Labels one image: returns the overlay PNG's path and the detections record.
 
     The record is :func:`grounded_sam.export.labels_json.detections_to_record`'s: image size,
     classes, and per detection ``class_id``, ``class_name``, ``score``, ``bbox_xyxy`` (pixels),
     ``area`` and ``mask`` (COCO compressed RLE).
+
+    The image's SAM2 embedding is remembered (see :mod:`grounded_sam.refine`), so clicks that
+    fix the result afterwards run the mask decoder only; with ``cache``, the same image with the
+    same categories and settings is not run again.
 
     Raises:
         GroundedSamError: Any user-fixable problem (no image, no categories, bad options,
@@ -178,13 +225,33 @@ def segment_image(settings: AppSettings, image: Any, categories: str, detector: 
     except ImageLoadError as exc:  # name the file as the user knows it, not by its temp path
         raise ImageLoadError(str(exc).replace(str(path), name)) from exc
     _load_models(pipe)
-    detections = _detect_and_segment(pipe, rgb, parsed)
+    attach_refiner(pipe)
+    detections = _detect_cached(pipe, rgb, parsed, cache)
     height, width = rgb.shape[:2]
     stem = sanitize_stem(PurePath(name))
     overlay = atomic_write_bytes(new_job_dir() / f"{stem}_overlay.png", encode_png(annotator.annotate(rgb, detections)))
     record = detections_to_record(detections, (width, height), parsed.class_names, source=name,
                                   settings=_run_settings(pipe, parsed))
     return str(overlay), record
+
+
+def attach_refiner(pipe: Any) -> Any:
+    """The click refiner of the pipeline's segmenter; from now on it remembers every image it encodes."""
+    from grounded_sam.refine import Sam2Refiner
+
+    return Sam2Refiner(pipe.segmenter)
+
+
+def _detect_cached(pipe: Any, rgb: Any, categories: Categories, cache: DetectionCache | None) -> Any:
+    if cache is None:
+        return _detect_and_segment(pipe, rgb, categories)
+    from grounded_sam.detection_cache import detection_key
+
+    detections, cached = cache.get_or_run(detection_key(rgb, categories, pipe),
+                                          lambda: _detect_and_segment(pipe, rgb, categories))
+    if cached:
+        logger.debug("Reused the cached result for these categories and settings")
+    return detections
 
 
 def redraw_overlay(image: Any, record: dict[str, Any] | None, show_masks: bool, show_boxes: bool, show_labels: bool,
@@ -214,10 +281,25 @@ def redraw_overlay(image: Any, record: dict[str, Any] | None, show_masks: bool, 
     return str(atomic_write_bytes(new_job_dir() / f"{stem}_overlay.png", encode_png(drawn)))
 
 
+def legend_markup(class_names: list[str], counts: list[int], total: int) -> str:
+    """The legend: how many objects, and a colour chip with a count per class."""
+    from grounded_sam.annotate import legend
+
+    chips = "".join(
+        f'<span style="display:inline-flex;align-items:center;gap:6px;margin:2px 14px 2px 0">'
+        f'<span style="width:14px;height:14px;border-radius:3px;background:{colour}"></span>'
+        f"{html.escape(name)} <b>{count}</b></span>"
+        for (name, colour), count in zip(legend(class_names), counts)
+    )
+    found = f"{total} object{'s' if total != 1 else ''} found" if total else (
+        "Nothing found for these categories. Try other wording, or lower the minimum score.")
+    return f'<div id="legend"><div style="margin-bottom:4px">{found}</div>{chips}</div>'
+
+
 def image_details(record: dict[str, Any] | None) -> tuple[str, list[list[Any]], list[str] | None]:
     """From a detections record: the legend (HTML), the table rows, and the download files."""
-    from grounded_sam.annotate import legend
     from grounded_sam.batch import sanitize_stem
+    from grounded_sam.edit_view import table_rows
     from grounded_sam.export.labels_json import record_to_detections
     from grounded_sam.export.single_image import coco_for_image, write_coco_json, write_mask_zip
     from grounded_sam.jobs import new_job_dir
@@ -227,20 +309,7 @@ def image_details(record: dict[str, Any] | None) -> tuple[str, list[list[Any]], 
     detections = record_to_detections(record)
     class_names = list(record["categories"])
     counts = [int((detections.class_id == i).sum()) if len(detections) else 0 for i in range(len(class_names))]
-    chips = "".join(
-        f'<span style="display:inline-flex;align-items:center;gap:6px;margin:2px 14px 2px 0">'
-        f'<span style="width:14px;height:14px;border-radius:3px;background:{colour}"></span>'
-        f"{html.escape(name)} <b>{count}</b></span>"
-        for (name, colour), count in zip(legend(class_names), counts)
-    )
-    found = f"{len(detections)} object{'s' if len(detections) != 1 else ''} found" if len(detections) else (
-        "Nothing found for these categories. Try other wording, or lower the minimum score.")
-    legend_html = f'<div id="legend"><div style="margin-bottom:4px">{found}</div>{chips}</div>'
-    rows = []
-    for i, item in enumerate(record["detections"]):
-        box = ", ".join(f"{v:.0f}" for v in item["bbox_xyxy"])
-        score = "" if item.get("score") is None else f"{item['score']:.3f}"
-        rows.append([i, item["class_name"], score, box, item.get("area", "")])
+    rows = table_rows(detections)
     image = record["image"]
     file_name = image.get("file_name") or "image.png"
     stem = sanitize_stem(PurePath(file_name))
@@ -248,7 +317,78 @@ def image_details(record: dict[str, Any] | None) -> tuple[str, list[list[Any]], 
     coco = write_coco_json(job / f"{stem}_coco.json",
                            coco_for_image(detections, (image["width"], image["height"]), class_names, file_name))
     masks = write_mask_zip(job / f"{stem}_masks.zip", detections, stem)
-    return legend_html, rows, [str(coco), str(masks)]
+    return legend_markup(class_names, counts, len(detections)), rows, [str(coco), str(masks)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixing the result with clicks (one editor per browser session)
+
+
+def open_editor(settings: AppSettings, image: Any, record: dict[str, Any] | None, segmenter: str | None,
+                style: OverlayStyle) -> Editor | None:
+    """An editor of the last run's result, or None when the input no longer holds the image it was run on
+    (another name or size, as :func:`redraw_overlay` checks).
+
+    Runs no model: the segmenter is the one the run loaded, and the run left the image's
+    embedding in its cache.
+    """
+    from grounded_sam.batch import sanitize_stem
+    from grounded_sam.editor import Editor
+    from grounded_sam.export.labels_json import record_to_detections
+    from grounded_sam.images import load_image
+    from grounded_sam.jobs import new_job_dir, upload_path
+    from grounded_sam.refine import LabelSession
+
+    upload = upload_path(image)
+    if upload is None or not record or "detections" not in record or record["image"].get("file_name") != upload[1]:
+        return None
+    path, name = upload
+    rgb = load_image(path)
+    if (rgb.shape[1], rgb.shape[0]) != (record["image"]["width"], record["image"]["height"]):
+        return None
+    pipe = _pipeline(settings, None, segmenter, 0.0, "class", 0.7)
+    session = LabelSession(GpuDecoder(pipe), rgb, record_to_detections(record), list(record["categories"]))
+    return Editor(session, new_job_dir(), name, sanitize_stem(PurePath(name)), source_path=path, style=style,
+                  settings=record.get("settings") or {})
+
+
+def overlay_style(show_masks: Any, show_boxes: Any, show_labels: Any, opacity: Any) -> OverlayStyle:
+    """The overlay options as an :class:`~grounded_sam.edit_view.OverlayStyle`."""
+    from grounded_sam.edit_view import OverlayStyle
+
+    try:
+        return OverlayStyle(bool(show_masks), bool(show_boxes), bool(show_labels), float(opacity))
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"Invalid overlay option: {exc}.") from exc
+
+
+EDIT_IDLE = "After Run, click on the overlay to select an object and fix it."
+EDIT_READY = ("Click an object on the overlay (or its row in the table) to select it; then fix its mask with "
+              "+ point / − point clicks, or Delete / Relabel it. Add missed objects with a point or a box.")
+
+
+def _status_html(text: str) -> str:
+    return f'<div id="edit-status-text" style="padding:2px 4px">{html.escape(text)}</div>'
+
+
+def _labels_of(editor: Editor) -> tuple[list[Any], tuple[str, ...]]:
+    """What the downloads are made of: the objects (immutable, compared by identity) and the classes."""
+    session = editor.session
+    return list(session.objects), tuple(session.class_names)
+
+
+def _same_labels(a: tuple[list[Any], tuple[str, ...]] | None, b: tuple[list[Any], tuple[str, ...]]) -> bool:
+    return (a is not None and a[1] == b[1] and len(a[0]) == len(b[0])
+            and all(x is y for x, y in zip(a[0], b[0])))
+
+
+def _live(editor: Editor | None) -> Editor:
+    from grounded_sam.refine import EditError
+
+    if editor is None:
+        raise EditError("Nothing to edit yet: upload an image, type the categories and click Run.")
+    editor.session  # noqa: B018 (a released editor says so)
+    return editor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +501,14 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
     Raises:
         OptionError: An environment variable holds a bad value (only when ``settings`` is None).
     """
+    from grounded_sam.detection_cache import DetectionCache
+    from grounded_sam.editor import EDIT_MODES, SELECT, EditorRegistry
+
     settings = settings or load_settings()
+    # Shared by every session: automatic results by (image, categories, models, options), and the
+    # live editors by browser session (each released when its session ends).
+    detection_cache = DetectionCache()
+    editors = EditorRegistry()
 
     def segment(image: Any, categories: str, detector: str | None = None, segmenter: str | None = None,
                 min_score: float = 0.0, nms: str = "class", nms_iou: float = 0.7, show_masks: bool = True,
@@ -369,23 +516,143 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
         """Labels one image: returns the overlay (PNG, the input's size) and the detections as JSON."""
         try:
             return segment_image(settings, image, categories, detector, segmenter, min_score, nms, nms_iou,
-                                 show_masks, show_boxes, show_labels, opacity)
+                                 show_masks, show_boxes, show_labels, opacity, cache=detection_cache)
         except GroundedSamError as exc:
             raise _user_error(exc) from exc
 
-    def details(record: dict[str, Any] | None) -> tuple[str, list[list[Any]], list[str] | None]:
+    def redraw(image: Any, record: dict[str, Any] | None, editor: Any, show_masks: bool, show_boxes: bool,
+               show_labels: bool, opacity: float) -> Any:
         try:
-            return image_details(record)
-        except GroundedSamError as exc:
-            raise _user_error(exc) from exc
-
-    def redraw(image: Any, record: dict[str, Any] | None, show_masks: bool, show_boxes: bool, show_labels: bool,
-               opacity: float) -> Any:
-        try:
+            if editor is not None and not editor.released:  # the edited labels, not the run's
+                editor.set_style(overlay_style(show_masks, show_boxes, show_labels, opacity))
+                return str(editor.write_overlay())
             drawn = redraw_overlay(image, record, show_masks, show_boxes, show_labels, opacity)
         except GroundedSamError as exc:
             raise _user_error(exc) from exc
         return gr.skip() if drawn is None else drawn
+
+    # ------------------------------------------------------------------ editing
+    # Every edit returns edit_outputs (below); what did not change since the last response is sent as
+    # gr.skip(), so a click on one object sends its new overlay, its table row and the status line.
+
+    def changed(editor: Editor, key: str, value: Any, update: Callable[[Any], Any] = lambda v: v) -> Any:
+        if key in editor.sent and editor.sent[key] == value:
+            return gr.skip()
+        editor.sent[key] = value
+        return update(value)
+
+    def respond(editor: Editor, status: str, *, new_overlay: bool = True) -> tuple[Any, ...]:
+        view = editor.view()
+        return (
+            editor,
+            str(editor.write_overlay()) if new_overlay else gr.skip(),
+            changed(editor, "legend", legend_markup(view.class_names, view.counts, len(view.rows))),
+            changed(editor, "rows", view.rows),
+            _status_html(status),
+            changed(editor, "classes", view.class_names, lambda names: gr.Dropdown(choices=names)),
+            changed(editor, "undo", view.can_undo, lambda on: gr.Button(interactive=on)),
+            changed(editor, "redo", view.can_redo, lambda on: gr.Button(interactive=on)),
+        )
+
+    def edit(name: str, editor: Any, request: gr.Request | None, action: Callable[[Editor], str],
+             *, new_overlay: bool = True) -> tuple[Any, ...]:
+        started = time.perf_counter()
+        try:
+            editor = _live(editor)
+            with editor.lock:
+                status = action(editor)
+                response = respond(editor, status, new_overlay=new_overlay)
+        except GroundedSamError as exc:
+            raise _user_error(exc, duration=8) from exc
+        if request is not None and request.session_hash:
+            editors.touch(request.session_hash)
+        logger.debug("Edit %r answered in %.0f ms", name, 1000 * (time.perf_counter() - started))
+        return response
+
+    def start_editing(image: Any, record: dict[str, Any] | None, segmenter: str | None, show_masks: bool,
+                      show_boxes: bool, show_labels: bool, opacity: float,
+                      request: gr.Request) -> tuple[Any, ...]:
+        try:
+            editor = open_editor(settings, image, record, segmenter,
+                                 overlay_style(show_masks, show_boxes, show_labels, opacity))
+            if editor is None:  # another image was uploaded meanwhile: show the result, without editing
+                legend, rows, files = image_details(record)
+                return (None, gr.skip(), legend, rows, _status_html(EDIT_IDLE), gr.skip(), gr.skip(), gr.skip(), files)
+            if request.session_hash:
+                editors.add(request.session_hash, editor)
+            with editor.lock:
+                files = [str(f) for f in editor.write_downloads()]
+                editor.sent["downloads"], editor.sent["files"] = _labels_of(editor), files
+                response = respond(editor, EDIT_READY, new_overlay=False)  # the run's overlay is shown
+        except GroundedSamError as exc:
+            raise _user_error(exc) from exc
+        classes = editor.view().class_names
+        return (*response[:5], gr.Dropdown(choices=classes, value=classes[0] if classes else None),
+                *response[6:], files)
+
+    def refresh_downloads(editor: Any) -> Any:
+        if editor is None or editor.released:
+            return gr.skip()
+        try:
+            with editor.lock:
+                labels = _labels_of(editor)
+                if _same_labels(editor.sent.get("downloads"), labels):
+                    return gr.skip()
+                # Rewritten files replace the list, so a dataset zip of older labels is no longer offered.
+                files = [str(f) for f in editor.write_downloads()]
+                editor.sent["downloads"], editor.sent["files"] = labels, files
+        except GroundedSamError as exc:
+            raise _user_error(exc) from exc
+        return files
+
+    def make_dataset(editor: Any) -> list[str]:
+        from grounded_sam.jobs import new_job_dir
+
+        try:
+            editor = _live(editor)
+            with editor.lock:
+                if not _same_labels(editor.sent.get("downloads"), _labels_of(editor)):
+                    editor.sent["files"] = [str(f) for f in editor.write_downloads()]
+                    editor.sent["downloads"] = _labels_of(editor)
+                dataset = editor.write_dataset(new_job_dir())
+                files = [*editor.sent["files"], str(dataset)]
+        except GroundedSamError as exc:
+            raise _user_error(exc) from exc
+        return files
+
+    def click_overlay(editor: Any, mode: str, class_name: str | None, evt: gr.SelectData,
+                      request: gr.Request) -> tuple[Any, ...]:
+        if not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:  # beside the image
+            return (gr.skip(),) * len(edit_outputs)
+        x, y = (float(v) for v in evt.index)
+        return edit("click", editor, request, lambda e: e.click(x, y, mode, class_name))
+
+    def select_row(editor: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return edit("select row", editor, request, lambda e: e.select(int(row)))
+
+    def change_mode(editor: Any, mode: str, request: gr.Request) -> tuple[Any, ...]:
+        if editor is None or editor.released:
+            return (gr.skip(),) * len(edit_outputs)
+        pending = editor.corner is not None  # a half-drawn box is dropped: redraw without its marker
+        return edit("mode", editor, request, lambda e: e.set_mode(mode), new_overlay=pending)
+
+    def button(name: str, action: Callable[[Editor], str]) -> Callable[..., tuple[Any, ...]]:
+        def handler(editor: Any, request: gr.Request) -> tuple[Any, ...]:
+            return edit(name, editor, request, action)
+        return handler
+
+    def relabel(editor: Any, class_name: str | None, request: gr.Request) -> tuple[Any, ...]:
+        return edit("relabel", editor, request, lambda e: e.relabel(class_name))
+
+    def clear_result(request: gr.Request) -> tuple[Any, ...]:
+        if request.session_hash:
+            editors.release(request.session_hash)
+        return None, "", [], None, None, None, _status_html(EDIT_IDLE)
+
+    def release_editor(request: gr.Request) -> None:
+        if request.session_hash and editors.release(request.session_hash):
+            logger.debug("Released the editor of a closed page")
 
     def label_batch_stream(files: Any, categories: str, detector: str | None, segmenter: str | None,
                            min_score: float, nms: str, nms_iou: float, show_masks: bool, show_boxes: bool,
@@ -451,15 +718,36 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
                     with gr.Tab("Image", id="image-tab"):
                         with gr.Row():
                             image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"],
-                                             height=420, elem_id="input-image")
-                            overlay = gr.Image(type="filepath", format="png", label="Overlay", interactive=False,
-                                               height=420, elem_id="overlay")
+                                             height=480, scale=2, elem_id="input-image")
+                            overlay = gr.Image(type="filepath", format="png", label="Overlay · click to fix",
+                                               interactive=False, height=480, scale=3, elem_id="overlay")
                         run = gr.Button("Run", variant="primary", elem_id="run")
+                        with gr.Group(elem_id="edit-panel"):
+                            with gr.Row(equal_height=True):
+                                edit_mode = gr.Radio(list(EDIT_MODES), value=SELECT, label="A click on the overlay",
+                                                     elem_id="edit-mode", scale=3)
+                                edit_class = gr.Dropdown([], value=None, allow_custom_value=True, scale=1,
+                                                         label="Class (new object, relabel)", elem_id="edit-class")
+                            with gr.Row():
+                                delete_button = gr.Button("Delete", size="sm", elem_id="edit-delete")
+                                relabel_button = gr.Button("Relabel", size="sm", elem_id="edit-relabel")
+                                undo_button = gr.Button("Undo", size="sm", interactive=False, elem_id="edit-undo")
+                                redo_button = gr.Button("Redo", size="sm", interactive=False, elem_id="edit-redo")
+                                reset_button = gr.Button("Reset", size="sm", elem_id="edit-reset")
+                            edit_status = gr.HTML(_status_html(EDIT_IDLE), elem_id="edit-status")
                         legend_html = gr.HTML(elem_id="legend-box")
                         table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True,
-                                             label="Detections", elem_id="detections-table")
-                        downloads = gr.File(label="Labels of this image: COCO JSON (RLE masks), mask PNGs (zip)",
+                                             label="Detections (click a row to select it)",
+                                             elem_id="detections-table")
+                        downloads = gr.File(label="Labels of this image, with your edits: COCO JSON (RLE masks), "
+                                                  "mask PNGs (zip)",
                                             file_count="multiple", interactive=False, elem_id="downloads")
+                        dataset_button = gr.Button("Add the dataset formats to the downloads (COCO, YOLO, VOC, "
+                                                   "masks: one zip)", size="sm", elem_id="dataset-button")
+                        # One browser session's editor; released when the session ends or after
+                        # EDITOR_TTL_S without an edit.
+                        edit_state = gr.State(None, time_to_live=EDITOR_TTL_S,
+                                              delete_callback=lambda e: editors.discard(e) if e is not None else None)
                         with gr.Accordion("Detections JSON (what the API returns)", open=False):
                             record = gr.JSON(label="Detections")
                         gr.Examples([[str(EXAMPLES_DIR / f), c] for f, c in EXAMPLES], [image, categories],
@@ -491,18 +779,47 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
                         # The API endpoint: same work, returning only the zip and the summary.
                         api_trigger = gr.Button(visible=False)
 
+        edit_outputs = [edit_state, overlay, legend_html, table, edit_status, edit_class, undo_button, redo_button]
+        # Edits that may run SAM2's decoder join the model queue; the rest their own group. Clicks
+        # are never dropped (trigger_mode "multiple"): each one is an edit.
+        decoder_event = {"concurrency_id": MODEL_QUEUE, "concurrency_limit": 1, "api_visibility": "private",
+                         "show_progress": "minimal", "show_progress_on": [edit_status], "trigger_mode": "multiple"}
+        quick_event = {**decoder_event, "concurrency_id": EDIT_QUEUE, "concurrency_limit": 4}
+        downloads_event = {"concurrency_id": EDIT_QUEUE, "concurrency_limit": 4, "api_visibility": "private",
+                           "show_progress": "hidden"}
+
         run.click(
-            lambda: (None, "", [], None, None), None, [overlay, legend_html, table, downloads, record],
+            clear_result, None, [overlay, legend_html, table, downloads, record, edit_state, edit_status],
             queue=False, api_visibility="private",
         ).then(
             segment, [image, *options], [overlay, record], api_name="segment", **model_event,
-        ).success(details, record, [legend_html, table, downloads], api_visibility="private")
-        # Overlay options redraw the last result at once; only Run runs the models.
+        ).success(
+            start_editing, [image, record, segmenter, show_masks, show_boxes, show_labels, opacity],
+            [*edit_outputs, downloads], api_visibility="private", concurrency_id=EDIT_QUEUE, concurrency_limit=4,
+        )
+        # Overlay options redraw the last result (with its edits) at once; only Run runs the models.
         gr.on(
             [show_masks.change, show_boxes.change, show_labels.change, opacity.change], redraw,
-            [image, record, show_masks, show_boxes, show_labels, opacity], overlay,
+            [image, record, edit_state, show_masks, show_boxes, show_labels, opacity], overlay,
             api_visibility="private", preprocess=False, trigger_mode="always_last", show_progress="hidden",
         )
+
+        for trigger, handler, inputs, settings_ in (
+            (overlay.select, click_overlay, [edit_state, edit_mode, edit_class], decoder_event),
+            (table.select, select_row, [edit_state], quick_event),
+            (edit_mode.change, change_mode, [edit_state, edit_mode], quick_event),
+            (delete_button.click, button("delete", lambda e: e.delete()), [edit_state], quick_event),
+            (relabel_button.click, relabel, [edit_state, edit_class], quick_event),
+            (undo_button.click, button("undo", lambda e: e.undo()), [edit_state], quick_event),
+            (redo_button.click, button("redo", lambda e: e.redo()), [edit_state], quick_event),
+            (reset_button.click, button("reset", lambda e: e.reset()), [edit_state], quick_event),
+        ):
+            # The overlay comes back first; the downloads follow in a second, cheaper step.
+            trigger(handler, inputs, edit_outputs, **settings_).success(
+                refresh_downloads, edit_state, downloads, **downloads_event)
+        dataset_button.click(make_dataset, edit_state, downloads, api_visibility="private",
+                             concurrency_id=EDIT_QUEUE, concurrency_limit=4)
+        demo.unload(release_editor)
 
         batch_event = run_batch_button.click(
             label_batch_stream, [files, *options, server_folder], [batch_progress, gallery, results, summary],

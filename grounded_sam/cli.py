@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from grounded_sam.devices import DEVICE_CHOICES
 from grounded_sam.errors import GroundedSamError
@@ -19,7 +21,7 @@ from grounded_sam.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, DETECTORS
 
 logger = logging.getLogger("grounded_sam.cli")
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,28 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     label = commands.add_parser("label", help="Label image files and folders.", description=(
-        "Label images: for each one, writes labels/<name>.json (classes, boxes, scores, COCO RLE masks) "
-        "and, with --plot, overlays/<name>.png. Exits 1 if any image failed, after writing the rest."))
-    label.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and folders (searched recursively).")
-    label.add_argument("--categories", "-c", required=True,
-                       help="Comma-separated prompts, e.g. 'truck, tire' or 'yellow hard hat: helmet, person'.")
-    label.add_argument("--out", "-o", required=True, type=Path, help="Output folder.")
-    label.add_argument("--plot", action="store_true", help="Also write an overlay PNG per image.")
-    label.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
-                       help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
-    label.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
-                       help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
-    label.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
-    label.add_argument("--min-score", type=float, default=0.0,
-                       help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
-    label.add_argument("--nms", choices=NMS_MODES, default="class",
-                       help="Suppress overlapping detections within a class (default), across all classes, or not at all.")
-    label.add_argument("--nms-iou", type=float, default=0.7, help="Overlap above which NMS drops a detection (default 0.7).")
-    label.add_argument("--num-beams", type=int, default=1, help="Florence-2 beams; 1 = greedy, fastest (default 1).")
-    label.add_argument("--max-new-tokens", type=int, default=512, help="Florence-2 token budget per category (default 512).")
-    label.add_argument("--box-chunk-size", type=int, default=None,
-                       help="Boxes per SAM2 decoder call (default: chosen for the device).")
-    label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+        "Label images: for each one, writes labels/<name>.json (classes, boxes, scores, COCO RLE masks) as soon "
+        "as it is done, plus the datasets asked with --format and, with --plot, overlays/<name>.png. "
+        "Running the same command again resumes; a manifest.jsonl in the output folder records every image. "
+        "Exits 1 if any image failed (after writing the rest), 2 on a usage error, 130 when interrupted."))
+    add_label_arguments(label)
 
     download = commands.add_parser("download", help="Download weights into models/.")
     download.add_argument("names", nargs="*", metavar="NAME",
@@ -61,6 +46,53 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="List registry models and where their weights are.")
     models.add_argument("--json", action="store_true", help="Machine-readable output.")
     return parser
+
+
+def add_label_arguments(label: argparse.ArgumentParser) -> None:
+    """The ``label`` command's options (one place, so new ones slot in beside these)."""
+    from grounded_sam.batch import FORMATS
+    from grounded_sam.export.coco import COCO_MASK_MODES
+    from grounded_sam.export.overlap import OVERLAP_MODES
+
+    label.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and folders (searched recursively).")
+    label.add_argument("--categories", "-c", required=True,
+                       help="Comma-separated prompts, e.g. 'truck, tire' or 'yellow hard hat: helmet, person'.")
+    label.add_argument("--out", "-o", required=True, type=Path, help="Output folder.")
+    output = label.add_argument_group("outputs")
+    output.add_argument("--format", "-f", default="", metavar="LIST",
+                        help=f"Datasets to write, comma-separated: {', '.join(FORMATS)}, or all (default: only the "
+                             "per-image JSON).")
+    output.add_argument("--overlap", choices=OVERLAP_MODES, default="auto",
+                        help="Pixels claimed by several masks. auto (default): COCO, YOLO and the VOC XML keep "
+                             "SAM2's masks, which may overlap; the single-label images (VOC SegmentationClass and "
+                             "SegmentationObject, masks/) give each such pixel to the higher score. score or order: "
+                             "every dataset format gets non-overlapping masks, the higher score or the earlier "
+                             "category winning. The per-image JSON always keeps SAM2's masks.")
+    output.add_argument("--coco-masks", choices=COCO_MASK_MODES, default="rle",
+                        help="COCO segmentation as compressed RLE (default, exact) or polygons.")
+    output.add_argument("--plot", action="store_true", help="Also write an overlay PNG per image.")
+    output.add_argument("--force", action="store_true",
+                        help="Delete this tool's earlier outputs in --out and start again (needed to change settings).")
+    models = label.add_argument_group("models")
+    models.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
+                        help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
+    models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
+                        help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
+    models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
+    pipeline = label.add_argument_group("pipeline")
+    pipeline.add_argument("--min-score", type=float, default=0.0,
+                          help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
+    pipeline.add_argument("--nms", choices=NMS_MODES, default="class",
+                          help="Suppress overlapping detections within a class (default), across all classes, or not "
+                               "at all.")
+    pipeline.add_argument("--nms-iou", type=float, default=0.7,
+                          help="Overlap above which NMS drops a detection (default 0.7).")
+    pipeline.add_argument("--num-beams", type=int, default=1, help="Florence-2 beams; 1 = greedy, fastest (default 1).")
+    pipeline.add_argument("--max-new-tokens", type=int, default=512,
+                          help="Florence-2 token budget per category (default 512).")
+    pipeline.add_argument("--box-chunk-size", type=int, default=None,
+                          help="Boxes per SAM2 decoder call (default: chosen for the device).")
+    label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -80,12 +112,12 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    from grounded_sam.batch import collect_images, label_images
+    from grounded_sam.batch import collect_images, parse_formats, run_labeling
     from grounded_sam.categories import parse_categories
-    from grounded_sam.export import JsonLabelWriter, OverlayWriter
     from grounded_sam.pipeline import GroundedSAM2
 
     categories = parse_categories(args.categories)
+    formats = parse_formats(args.format)
     images = collect_images(args.inputs)
     try:
         pipe = GroundedSAM2(
@@ -95,27 +127,31 @@ def run_label(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from exc
-    # Load both models before the first image: missing weights stop the run once, clearly.
-    pipe.detector, pipe.segmenter  # noqa: B018
-    writers = [JsonLabelWriter(args.out)]
-    if args.plot:
-        writers.append(OverlayWriter(args.out))
-    settings = {
-        "categories": categories.to_spec(), "detector": str(args.detector_model),
-        "segmenter": str(args.segmenter_model), **pipe.options.as_dict(),
-    }
     progress = _progress_bar(len(images), disable=args.no_progress)
+    previous_handler = _terminate_like_ctrl_c()
     try:
-        summary = label_images(
-            pipe, images, categories, writers, settings=settings,
+        summary = run_labeling(
+            pipe, images, categories, args.out, formats=formats, plot=args.plot, overlap=args.overlap,
+            coco_masks=args.coco_masks, force=args.force,
             on_progress=lambda done, total, outcome: progress.update(1) if progress else None,
         )
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         if progress:
             progress.close()
     print(summary.as_text(), file=sys.stderr)
-    print(f"Outputs in {args.out}", file=sys.stderr)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+def _terminate_like_ctrl_c() -> Any:
+    """Makes SIGTERM (plain ``kill``) stop a run as Ctrl-C does: dataset files written, summary printed."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _progress_bar(total: int, disable: bool):
@@ -169,4 +205,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -76,8 +76,9 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     try:
         wrapped = importlib.reload(app_module)
-        assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_gpu_seconds]
+        assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_gpu_seconds, wrapped.click_gpu_seconds]
         assert wrapped._detect_and_segment.zerogpu_duration is wrapped.segment_gpu_seconds
+        assert wrapped._decode_on_gpu.zerogpu_duration is wrapped.click_gpu_seconds  # every click's decoder pass
 
         one, three = parse_categories("a"), parse_categories("a, b, c")
         assert wrapped.segment_gpu_seconds(None, None, three) > wrapped.segment_gpu_seconds(None, None, one)
@@ -89,6 +90,7 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
         plain = importlib.reload(app_module)
         assert plain.spaces is None
         assert not hasattr(plain._detect_and_segment, "zerogpu_duration")
+        assert not hasattr(plain._decode_on_gpu, "zerogpu_duration")
     finally:
         monkeypatch.undo()
         importlib.reload(app_module)

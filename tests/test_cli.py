@@ -13,36 +13,19 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO
+from tests.readers import check_coco, check_masks, check_voc, check_yolo
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "grounded_sam", *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "grounded_sam", *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300, check=False,
     )
 
 
-def test_label_the_shared_photos_with_overlays(tiny_models, shared_images, tmp_path):
-    out = tmp_path / "out"
-    result = run_cli(
-        "label", str(shared_images), "--categories", "truck, tire", "--out", str(out), "--plot",
-        "--detector-model", str(tiny_models["florence_scripted"]), "--segmenter-model", str(tiny_models["sam2"]),
-        "--nms", "none",
-    )
-    assert result.returncode == 0, result.stderr
-    photos = sorted(p.stem for p in shared_images.glob("*.jpg"))
-    assert sorted(p.stem for p in (out / "labels").glob("*.json")) == photos
-    assert sorted(p.stem for p in (out / "overlays").glob("*.png")) == photos
-    record = json.loads((out / "labels" / "truck.json").read_text())
-    assert record["image"]["width"] == Image.open(shared_images / "truck.jpg").width
-    assert record["categories"] == ["truck", "tire"]
-    assert [d["class_name"] for d in record["detections"]] == ["truck", "truck", "tire", "tire"]
-    assert all(d["mask"]["size"] == [record["image"]["height"], record["image"]["width"]] for d in record["detections"])
-    assert record["settings"]["categories"] == "truck, tire"
-    assert "Labeled 3 of 3 images" in result.stderr
-
-
-def test_a_corrupt_file_is_reported_and_the_rest_written(tiny_models, shared_images, tmp_path):
+def test_a_folder_with_subfolders_a_repeated_name_and_a_corrupt_file_gives_datasets_readers_accept(
+    tiny_models, shared_images, tmp_path
+):
     folder = tmp_path / "in"
     shutil.copytree(shared_images, folder)
     (folder / "sub").mkdir()
@@ -51,13 +34,35 @@ def test_a_corrupt_file_is_reported_and_the_rest_written(tiny_models, shared_ima
     (folder / "corrupt.jpg").write_bytes(data[: len(data) // 3])
     out = tmp_path / "out"
     result = run_cli(
-        "label", str(folder), "--categories", "truck", "--out", str(out),
-        "--detector-model", str(tiny_models["florence_scripted"]), "--segmenter-model", str(tiny_models["sam2"]),
+        "label", str(folder), "--categories", "truck, tire", "--out", str(out), "--format", "coco,yolo,voc,masks",
+        "--plot", "--detector-model", str(tiny_models["florence_scripted"]), "--segmenter-model", str(tiny_models["sam2"]),
     )
-    assert result.returncode == 1
-    assert "corrupt.jpg" in result.stderr and "Failed 1" in result.stderr
-    written = sorted(p.name for p in (out / "labels").iterdir())
-    assert written == ["cars.json", "groceries.json", "sub__truck.json", "truck.json"]
+    assert result.returncode == 1, result.stderr
+    assert "Labeled 4 of 5 images" in result.stderr and "Failed 1" in result.stderr and "corrupt.jpg" in result.stderr
+    assert "coco/annotations.json" in result.stderr and "yolo/detect/data.yaml" in result.stderr
+    stems = ["cars", "groceries", "sub__truck", "truck"]
+    for folder_name in ("labels", "images", "overlays"):
+        assert sorted(p.stem for p in (out / folder_name).iterdir()) == stems
+    record = json.loads((out / "labels" / "truck.json").read_text())
+    assert record["image"]["width"] == Image.open(shared_images / "truck.jpg").width
+    assert record["categories"] == ["truck", "tire"] and record["settings"]["categories"] == "truck, tire"
+    assert record["detections"] and {d["class_name"] for d in record["detections"]} <= {"truck", "tire"}
+    assert all(d["mask"]["size"] == [record["image"]["height"], record["image"]["width"]] for d in record["detections"])
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert lines[0]["settings"]["formats"] == ["coco", "yolo", "voc", "masks"]
+    failed = [line for line in lines[1:] if line["status"] == "failed"]
+    assert [Path(line["source"]).name for line in failed] == ["corrupt.jpg"] and "truncated" in failed[0]["error"]
+    assert all(not p.is_symlink() and p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
+
+    classes = ["truck", "tire"]
+    check_coco(out, classes)
+    check_yolo(out, classes, "detect")
+    # The tiny random SAM2 paints speckle noise: thousands of specks and holes per mask. A YOLO line is
+    # one outline per object, so the cuts joining 2000 specks cost their length in pixels (IoU ~0.92
+    # here); realistic masks reach 0.98 (tests/test_formats.py). COCO and VOC keep parts apart.
+    check_yolo(out, classes, "segment", min_iou=0.9)
+    check_voc(out, classes)
+    check_masks(out, classes)
 
 
 def test_missing_weights_offline_is_a_clear_error(tmp_path, shared_images):
@@ -76,6 +81,7 @@ def test_missing_weights_offline_is_a_clear_error(tmp_path, shared_images):
     [
         (["--categories", " , "], "Expected at least one category"),
         (["--categories", "truck", "--device", "tpu"], "Unknown device"),
+        (["--categories", "truck", "--format", "coco,json"], "Unknown format json"),
     ],
 )
 def test_user_errors_exit_2_without_traceback(tiny_models, shared_images, tmp_path, args, message):
@@ -103,3 +109,123 @@ def test_models_lists_the_registry(tmp_path):
 def test_download_offline_is_refused():
     result = run_cli("download", "sam2.1-hiera-tiny")
     assert result.returncode == 2 and "HF_HUB_OFFLINE" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ kill and resume
+
+NUM_SYNTHETIC = 8
+
+
+@pytest.fixture(scope="module")
+def synthetic_folder(tmp_path_factory) -> Path:
+    """Small synthetic photos in two folders (one name repeated) and one corrupt file."""
+    from tests.fakes import write_image
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    for key in range(NUM_SYNTHETIC):
+        write_image(folder / ("a" if key % 2 else "b") / f"img{key // 2}.png", key, size=(160, 120))
+    (folder / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return folder
+
+
+def label_args(tiny_models, folder: Path, out: Path) -> list[str]:
+    return ["label", str(folder), "--categories", "truck, tire", "--out", str(out), "--format", "all", "--plot",
+            "--detector-model", str(tiny_models["florence_scripted"]), "--segmenter-model", str(tiny_models["sam2"])]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_models, synthetic_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "out"
+    result = run_cli(*label_args(tiny_models, synthetic_folder, out))
+    assert result.returncode == 1, result.stderr  # the broken file
+    return out
+
+
+def start_and_signal(args: list[str], out: Path, sig: int, after_lines: int, log: Path) -> tuple[int, int]:
+    """Starts the CLI, sends ``sig`` once the manifest holds ``after_lines`` image lines; returns (exit code, lines then)."""
+    import time
+
+    manifest = out / "manifest.jsonl"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "grounded_sam", *args], cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+        lines, deadline = 0, time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline:
+            lines = manifest.read_text().count('"kind": "image"') if manifest.is_file() else 0
+            if lines >= after_lines:
+                process.send_signal(sig)
+                break
+            time.sleep(0.01)
+        return process.wait(timeout=240), lines
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every output file but the manifest; data.yaml's absolute path made neutral."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and path.name != "manifest.jsonl":
+            data = path.read_bytes()
+            if path.name == "data.yaml":
+                data = data.replace(str(out.resolve()).encode(), b"<out>")
+            files[path.relative_to(out).as_posix()] = data
+    return files
+
+
+def assert_same_outputs(out: Path, reference: Path) -> None:
+    got, expected = snapshot(out), snapshot(reference)
+    assert sorted(got) == sorted(expected)
+    assert [name for name in got if got[name] != expected[name]] == []
+    assert not list(out.rglob(".*.tmp"))
+
+
+def ok_lines_per_source(out: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in (out / "manifest.jsonl").read_text().splitlines()[1:]:
+        entry = json.loads(line)
+        counts[entry["source"]] = counts.get(entry["source"], 0) + (entry["status"] == "ok")
+    return counts
+
+
+def test_ctrl_c_then_kill_9_then_a_rerun_ends_as_an_uninterrupted_run(tiny_models, synthetic_folder, uninterrupted, tmp_path):
+    import signal
+
+    out = tmp_path / "out"
+    args = label_args(tiny_models, synthetic_folder, out)
+
+    # Ctrl-C: the image in progress is abandoned, the datasets hold the images done, exit 130.
+    code, _ = start_and_signal(args, out, signal.SIGINT, 2, tmp_path / "interrupted.log")
+    log = (tmp_path / "interrupted.log").read_text()
+    assert code == 130, log
+    assert "Interrupted after" in log and "run the same command again to resume" in log
+    assert not list(out.rglob(".*.tmp"))
+    done = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()[1:]]
+    coco = json.loads((out / "coco" / "annotations.json").read_text())
+    assert len(coco["images"]) == sum(line["status"] == "ok" for line in done) < NUM_SYNTHETIC
+
+    # kill -9 while resuming: whatever was half done is left as temporary files or without a manifest line.
+    code, lines = start_and_signal(args, out, signal.SIGKILL, len(done) + 2, tmp_path / "killed.log")
+    assert code == -signal.SIGKILL and lines < NUM_SYNTHETIC + 1, (code, lines)
+
+    result = run_cli(*args)
+    assert result.returncode == 1, result.stderr  # the broken file
+    assert "Skipped" in result.stderr
+    assert_same_outputs(out, uninterrupted)
+    # No image labeled twice: one ok line per source (none for the broken one).
+    assert sorted(ok_lines_per_source(out).values()) == [0] + [1] * NUM_SYNTHETIC
+
+    # The same folder with other settings is refused, naming what differs.
+    refused = run_cli(*args[:3], "truck", *args[4:])
+    assert refused.returncode == 2 and 'categories: "truck, tire" -> "truck"' in refused.stderr
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_label_parser_options():
+    from grounded_sam.cli import build_parser
+
+    args = build_parser().parse_args(["label", "in", "-c", "truck", "-o", "out"])
+    assert (args.format, args.overlap, args.coco_masks, args.force, args.plot) == ("", "auto", "rle", False, False)
+    args = build_parser().parse_args(["label", "in", "-c", "truck", "-o", "out", "-f", "coco,voc", "--overlap", "order",
+                                      "--coco-masks", "polygon", "--force"])
+    assert (args.format, args.overlap, args.coco_masks, args.force) == ("coco,voc", "order", "polygon", True)

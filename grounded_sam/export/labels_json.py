@@ -5,27 +5,32 @@ Layout (``<stem>.json``)::
     {"image": {"source": "...", "file_name": "truck.jpg", "width": 1800, "height": 1200},
      "categories": ["truck", "tire"],
      "detections": [{"class_id": 0, "class_name": "truck", "score": 0.93,
-                     "bbox_xyxy": [x1, y1, x2, y2], "area": 123456,
+                     "bbox_xyxy": [x1, y1, x2, y2], "mask_bbox_xyxy": [x1, y1, x2, y2], "area": 123456,
                      "mask": {"size": [1200, 1800], "counts": "..."}}],
      "settings": {...}}
 
 ``score`` is SAM2's predicted IoU of the mask (Florence-2 gives no scores). Width and height
-are the upright (EXIF-corrected) size.
+are the upright (EXIF-corrected) size. ``bbox_xyxy`` is Florence-2's box (the prompt SAM2 got);
+``mask_bbox_xyxy`` is the tight box of the mask (``x2``/``y2`` one past the last pixel), which is
+the box every dataset format writes, so that a format's box always agrees with its mask. Masks are
+SAM2's own and may overlap (see :mod:`grounded_sam.export.overlap`). Nothing in a record depends
+on timing, so the same image and settings always give the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import supervision as sv
 
-from grounded_sam.export.base import LabeledImage
+from grounded_sam.export.base import ImageRecord, LabeledImage
 from grounded_sam.export.files import atomic_write_text
-from grounded_sam.export.rle import decode_rle, encode_mask
+from grounded_sam.export.rle import decode_rle, encode_mask, mask_area, rle_bbox_xywh
 
 FORMAT_VERSION = 1
 
@@ -55,8 +60,11 @@ def detections_to_record(
             "bbox_xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
         }
         if detections.mask is not None:
-            item["area"] = int(detections.mask[i].sum())
-            item["mask"] = encode_mask(detections.mask[i])
+            rle = encode_mask(detections.mask[i])
+            x, y, w, h = rle_bbox_xywh(rle)
+            item["mask_bbox_xyxy"] = [x, y, x + w, y + h]
+            item["area"] = mask_area(rle)
+            item["mask"] = rle
         items.append(item)
     return {
         "format_version": FORMAT_VERSION,
@@ -104,5 +112,5 @@ class JsonLabelWriter:
         )
         return [atomic_write_text(self.folder / f"{item.stem}.json", json.dumps(record, indent=1))]
 
-    def finalize(self) -> list[Path]:
+    def finalize(self, records: Sequence[ImageRecord] = ()) -> list[Path]:
         return []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from grounded_sam.annotate import OverlayAnnotator
-from grounded_sam.export.base import LabeledImage
+from grounded_sam.export.base import ImageRecord, LabeledImage
 from grounded_sam.export.files import atomic_write_bytes
 
 
@@ -33,5 +34,5 @@ class OverlayWriter:
         overlay = self.annotator.annotate(item.image, item.detections)
         return [atomic_write_bytes(self.folder / f"{item.stem}.png", encode_png(overlay))]
 
-    def finalize(self) -> list[Path]:
+    def finalize(self, records: Sequence[ImageRecord] = ()) -> list[Path]:
         return []
