@@ -45,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="List registry models and where their weights are.")
     models.add_argument("--json", action="store_true", help="Machine-readable output.")
+
+    doctor = commands.add_parser("doctor", help="Explain this machine: versions, devices, weights, hub.")
+    doctor.add_argument("--detector-model", default=None, metavar="NAME_OR_PATH",
+                        help="Detector to check (default: $GROUNDED_SAM_DETECTOR, else the default).")
+    doctor.add_argument("--segmenter-model", default=None, metavar="NAME_OR_PATH",
+                        help="Segmenter to check (default: $GROUNDED_SAM_SEGMENTER, else the default).")
+    doctor.add_argument("--device", default=None, help="Device to check (default: $GROUNDED_SAM_DEVICE, else auto).")
+    doctor.add_argument("--load", action="store_true", help="Also load the models on the device and time it.")
+    doctor.add_argument("--no-hub", action="store_true", help="Skip the Hugging Face hub reachability check.")
+    doctor.add_argument("--json", action="store_true", help="Machine-readable output.")
     return parser
 
 
@@ -93,6 +103,19 @@ def add_label_arguments(label: argparse.ArgumentParser) -> None:
     pipeline.add_argument("--box-chunk-size", type=int, default=None,
                           help="Boxes per SAM2 decoder call (default: chosen for the device).")
     label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    crops = label.add_argument_group("cut-outs for training (--preprocess)")
+    crops.add_argument("--preprocess", action="store_true",
+                       help="Also write a cut-out PNG per object: crops/<class>/<name>_<n>.png (background removed).")
+    crops.add_argument("--preprocess-margin", type=float, default=0.1, metavar="FRACTION",
+                       help="Margin around each box, as a fraction of its size (default 0.1 = 10%%).")
+    crops.add_argument("--preprocess-background", default="transparent", metavar="COLOUR",
+                       help="transparent (RGBA PNG, default), white, black, gray, #rrggbb or r,g,b.")
+    crops.add_argument("--preprocess-size", type=int, default=None, metavar="PIXELS",
+                       help="Scale and pad every crop to a PIXELS x PIXELS square, keeping the aspect ratio.")
+    crops.add_argument("--preprocess-largest-only", action="store_true",
+                       help="Keep only the largest object of each image (one product per photo).")
+    crops.add_argument("--preprocess-min-area", type=float, default=0.0, metavar="FRACTION",
+                       help="Keep only objects covering at least this fraction of the image (e.g. 0.05).")
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -118,6 +141,15 @@ def run_label(args: argparse.Namespace) -> int:
 
     categories = parse_categories(args.categories)
     formats = parse_formats(args.format)
+    extra_writers = []
+    if args.preprocess:
+        from grounded_sam.export.crops import CropWriter
+
+        # Built before the models load, so a bad option fails fast.
+        extra_writers.append(CropWriter(
+            args.out, margin=args.preprocess_margin, background=args.preprocess_background,
+            size=args.preprocess_size, largest_only=args.preprocess_largest_only, min_area=args.preprocess_min_area,
+        ))
     images = collect_images(args.inputs)
     try:
         pipe = GroundedSAM2(
@@ -132,7 +164,7 @@ def run_label(args: argparse.Namespace) -> int:
     try:
         summary = run_labeling(
             pipe, images, categories, args.out, formats=formats, plot=args.plot, overlap=args.overlap,
-            coco_masks=args.coco_masks, force=args.force,
+            coco_masks=args.coco_masks, force=args.force, extra_writers=extra_writers,
             on_progress=lambda done, total, outcome: progress.update(1) if progress else None,
         )
     finally:
@@ -193,11 +225,20 @@ def run_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_doctor(args: argparse.Namespace) -> int:
+    from grounded_sam.doctor import collect_report, format_report, report_exit_code
+
+    report = collect_report(args.detector_model, args.segmenter_model, args.device,
+                            check_hub=not args.no_hub, load=args.load)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return report_exit_code(report)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"label": run_label, "download": run_download, "models": run_models}
+    handlers = {"label": run_label, "download": run_download, "models": run_models, "doctor": run_doctor}
     try:
         return handlers[args.command](args)
     except GroundedSamError as exc:

@@ -229,3 +229,63 @@ def test_label_parser_options():
     args = build_parser().parse_args(["label", "in", "-c", "truck", "-o", "out", "-f", "coco,voc", "--overlap", "order",
                                       "--coco-masks", "polygon", "--force"])
     assert (args.format, args.overlap, args.coco_masks, args.force) == ("coco,voc", "order", "polygon", True)
+
+
+def test_preprocess_writes_rgba_cutouts_with_the_mask_as_alpha(tiny_models, shared_images, tmp_path):
+    import numpy as np
+
+    from grounded_sam.export.crops import crop_region
+    from grounded_sam.export.rle import decode_rle
+
+    out = tmp_path / "out"
+    result = run_cli(
+        "label", str(shared_images / "truck.jpg"), "--categories", "truck", "--out", str(out), "--preprocess", "--plot",
+        "--nms", "none", "--detector-model", str(tiny_models["florence_scripted"]),
+        "--segmenter-model", str(tiny_models["sam2"]),
+    )
+    assert result.returncode == 0, result.stderr
+    crops = sorted((out / "crops" / "truck").glob("*.png"))
+    record = json.loads((out / "labels" / "truck.json").read_text())
+    assert len(crops) == len(record["detections"]) == 2
+    for crop_path in crops:
+        crop = Image.open(crop_path)
+        assert crop.mode == "RGBA"
+        alpha = np.asarray(crop)[..., 3]
+        assert set(np.unique(alpha)) <= {0, 255} and (alpha == 255).any()
+        index = int(crop_path.stem.rsplit("_", 1)[1])
+        detection = record["detections"][index]
+        mask = decode_rle(detection["mask"])
+        left, top, right, bottom = crop_region(detection["bbox_xyxy"], (mask.shape[1], mask.shape[0]), 0.1)
+        np.testing.assert_array_equal(alpha == 255, mask[top:bottom, left:right])
+    assert (out / "overlays" / "truck.png").is_file()
+    assert "crops/truck/truck_0.png" in (out / "manifest.jsonl").read_text()
+
+
+def test_preprocess_bad_option_is_a_clear_error(tiny_models, shared_images, tmp_path):
+    result = run_cli(
+        "label", str(shared_images / "truck.jpg"), "--categories", "truck", "--out", str(tmp_path / "o"),
+        "--preprocess", "--preprocess-background", "plaid",
+        "--detector-model", str(tiny_models["florence"]), "--segmenter-model", str(tiny_models["sam2"]),
+    )
+    assert result.returncode == 2 and "plaid" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_without_weights_explains_and_exits_nonzero(tmp_path):
+    env = {"GROUNDED_SAM_MODELS_DIR": str(tmp_path / "models"), "HF_HUB_CACHE": str(tmp_path / "hf"),
+           "GROUNDED_SAM_DETECTOR": "", "GROUNDED_SAM_SEGMENTER": ""}
+    result = run_cli("doctor", env=env)
+    assert result.returncode != 0
+    assert "python -m grounded_sam download florence-2-base" in result.stdout
+    assert "cpu" in result.stdout.lower()
+    report = json.loads(run_cli("doctor", "--json", env=env).stdout)
+    assert report["ok"] is False
+
+
+def test_doctor_with_the_tiny_models_finds_and_loads_them(tiny_models, tmp_path):
+    result = run_cli(
+        "doctor", "--load", "--detector-model", str(tiny_models["florence"]),
+        "--segmenter-model", str(tiny_models["sam2"]),
+        env={"GROUNDED_SAM_MODELS_DIR": str(tmp_path / "models"), "HF_HUB_CACHE": str(tmp_path / "hf")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert str(tiny_models["sam2"]) in result.stdout
