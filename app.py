@@ -418,20 +418,21 @@ def progress_bar_html(done: int, total: int, note: str) -> str:
 def run_batch(settings: AppSettings, files: Any, categories: str, detector: str | None, segmenter: str | None,
               min_score: float, nms: str, nms_iou: float, show_masks: bool, show_boxes: bool, show_labels: bool,
               opacity: float, server_folder: str | None = None,
-              progress: Callable[..., Any] | None = None) -> Iterator[BatchUpdate]:
+              progress: Callable[..., Any] | None = None, formats: Any = None) -> Iterator[BatchUpdate]:
     """Labels a batch: yields a :class:`BatchUpdate` before the models load, after every image, and at the end.
 
     Args:
         files: Uploaded files as Gradio hands them over (images and/or .zip archives).
         server_folder: A folder under the operator's allowed roots, or empty.
         progress: ``gr.Progress`` (its updates reach API clients); None in tests.
+        formats: Dataset formats to add to the results zip (``coco``, ``yolo``, ``voc``, ``masks``).
 
     Raises:
         GroundedSamError: A user-fixable problem with the inputs or options (nothing was labeled).
     """
     from grounded_sam.archive import write_zip
-    from grounded_sam.batch import BatchSummary
-    from grounded_sam.export import JsonLabelWriter, OverlayWriter
+    from grounded_sam.batch import BatchSummary, build_writers, parse_formats
+    from grounded_sam.export import OverlayWriter
     from grounded_sam.jobs import (
         DisplayNameWriter,
         format_seconds,
@@ -444,6 +445,7 @@ def run_batch(settings: AppSettings, files: Any, categories: str, detector: str 
     )
 
     parsed = parse_categories(categories or "")
+    dataset_formats = parse_formats(",".join(formats) if isinstance(formats, (list, tuple)) else (formats or ""))
     annotator = _annotator(show_masks, show_boxes, show_labels, opacity)
     pipe = _pipeline(settings, detector, segmenter, min_score, nms, nms_iou)
     uploads = [u for u in (upload_path(f) for f in (files or [])) if u is not None]
@@ -454,8 +456,9 @@ def run_batch(settings: AppSettings, files: Any, categories: str, detector: str 
     inputs = gather_inputs(uploads, server_folder or "", settings, job / "input")
     out = job / "results"
     overlay_writer = OverlayWriter(out, annotator)
-    # More writers (dataset formats) go in this list; each gets every image, then finalize().
-    writers = [DisplayNameWriter(w, inputs.names) for w in (JsonLabelWriter(out), overlay_writer)]
+    # The per-image JSON, the chosen dataset formats, then the overlays; each gets every image, then finalize().
+    writers = [DisplayNameWriter(w, inputs.names)
+               for w in (*build_writers(out, parsed.class_names, dataset_formats), overlay_writer)]
     total = len(inputs.images)
     report = progress or (lambda *args, **kwargs: None)
     report((0, total), desc="Loading models", unit="images")
@@ -657,23 +660,24 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
     def label_batch_stream(files: Any, categories: str, detector: str | None, segmenter: str | None,
                            min_score: float, nms: str, nms_iou: float, show_masks: bool, show_boxes: bool,
                            show_labels: bool, opacity: float, server_folder: str | None = None,
+                           formats: list[str] | None = None,
                            progress: gr.Progress = gr.Progress()) -> Iterator[BatchUpdate]:  # noqa: B008 (Gradio's way)
         try:
             yield from run_batch(settings, files, categories, detector, segmenter, min_score, nms, nms_iou,
-                                 show_masks, show_boxes, show_labels, opacity, server_folder, progress)
+                                 show_masks, show_boxes, show_labels, opacity, server_folder, progress, formats)
         except GroundedSamError as exc:
             raise _user_error(exc) from exc
 
     def label_batch(files: Any, categories: str, detector: str | None = None, segmenter: str | None = None,
                     min_score: float = 0.0, nms: str = "class", nms_iou: float = 0.7, show_masks: bool = True,
                     show_boxes: bool = True, show_labels: bool = True, opacity: float = 0.5,
-                    server_folder: str | None = None,
+                    server_folder: str | None = None, formats: list[str] | None = None,
                     progress: gr.Progress = gr.Progress()) -> tuple[str | None, str]:  # noqa: B008 (Gradio's way)
-        """Labels several images or a zip: returns the results zip (labels JSON and overlays) and a summary."""
+        """Labels several images or a zip: returns the results zip (labels JSON, overlays, chosen datasets) and a summary."""
         last = BatchUpdate("", [], None, "")
         try:
             for update in run_batch(settings, files, categories, detector, segmenter, min_score, nms, nms_iou,
-                                    show_masks, show_boxes, show_labels, opacity, server_folder, progress):
+                                    show_masks, show_boxes, show_labels, opacity, server_folder, progress, formats):
                 last = update
         except GroundedSamError as exc:
             raise _user_error(exc) from exc
@@ -758,7 +762,7 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
                         gr.Markdown(
                             "Label many images with the categories and options on the left. The results zip holds "
                             "`labels/<name>.json` (boxes, scores, RLE masks) and `overlays/<name>.png` per image, "
-                            "and `summary.json`."
+                            "the dataset formats you tick, and `summary.json`."
                         )
                         files = gr.File(label="Images, or a .zip of images", file_count="multiple",
                                         file_types=["image", ".zip"], elem_id="batch-files")
@@ -766,6 +770,11 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
                         server_folder = gr.Textbox(
                             label="Or a folder on this server", visible=bool(settings.batch_roots),
                             placeholder="a folder inside the allowed roots", info=f"Allowed roots: {roots}",
+                        )
+                        dataset_formats = gr.CheckboxGroup(
+                            [("COCO", "coco"), ("YOLO", "yolo"), ("Pascal VOC", "voc"), ("Mask PNGs", "masks")],
+                            value=[], label="Dataset formats in the results zip", elem_id="batch-formats",
+                            info="Boxes in datasets are the tight boxes of the masks; see the README for the layout.",
                         )
                         with gr.Row():
                             run_batch_button = gr.Button("Label all", variant="primary", elem_id="run-batch")
@@ -822,7 +831,7 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
         demo.unload(release_editor)
 
         batch_event = run_batch_button.click(
-            label_batch_stream, [files, *options, server_folder], [batch_progress, gallery, results, summary],
+            label_batch_stream, [files, *options, server_folder, dataset_formats], [batch_progress, gallery, results, summary],
             api_visibility="private", show_progress_on=[results], **model_event,
         )
         stop.click(
@@ -830,7 +839,7 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
                     "click Label all to start again.</div>",
             None, batch_progress, cancels=[batch_event], queue=False, api_visibility="private",
         )
-        api_trigger.click(label_batch, [files, *options, server_folder], [results, summary],
+        api_trigger.click(label_batch, [files, *options, server_folder, dataset_formats], [results, summary],
                           api_name="label_batch", **model_event)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=2)

@@ -270,6 +270,23 @@ def test_label_batch_with_a_zip_returns_a_results_zip_listing_every_image(client
     check_record(record, ["car", "wheel"], (1800, 1200))
 
 
+def test_label_batch_adds_the_chosen_dataset_formats(client: Client, tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+
+    results, summary = client.predict([handle_file(str(photos_zip(tmp_path / "photos.zip")))], "car, wheel",
+                                      formats=["coco", "yolo"], api_name="/label_batch")
+    assert summary.splitlines()[0].startswith("Labeled 2 of 3 images")
+    extracted = tmp_path / "results"
+    with zipfile.ZipFile(results) as archive:
+        names = set(archive.namelist())
+        archive.extractall(extracted)
+    assert {"coco/annotations.json", "yolo/detect/data.yaml", "yolo/segment/data.yaml"} <= names
+    assert not any(name.startswith("voc/") for name in names)
+    coco = COCO(str(extracted / "coco" / "annotations.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["car", "wheel"]
+    assert len(coco.getImgIds()) == 2
+
+
 def test_label_batch_with_several_images_reports_a_corrupt_one(client: Client, tmp_path: Path) -> None:
     files = [handle_file(str(EXAMPLES / "truck.jpg")), handle_file(str(corrupt_jpeg(tmp_path))),
              handle_file(str(EXAMPLES / "groceries.jpg"))]
