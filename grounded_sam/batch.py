@@ -208,14 +208,21 @@ def assign_stems(images: Sequence[InputImage], known: Mapping[str, str] | None =
             if earlier is not None:
                 stems.append(earlier)
                 continue
-        base = sanitize_stem(image.relative)
-        stem, n = base, 1
-        while stem.casefold() in used:
-            n += 1
-            stem = f"{base}-{n}"
-        used.add(stem.casefold())
-        stems.append(stem)
+        stems.append(unique_name(sanitize_stem(image.relative), used))
     return stems
+
+
+def unique_name(base: str, used: set[str]) -> str:
+    """``base``, or ``base-2``, ``base-3``... the first not in ``used`` (compared case-folded); adds it to ``used``.
+
+    Case-folded so names stay distinct on case-insensitive file systems too.
+    """
+    name, n = base, 1
+    while name.casefold() in used:
+        n += 1
+        name = f"{base}-{n}"
+    used.add(name.casefold())
+    return name
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

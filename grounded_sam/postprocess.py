@@ -62,7 +62,7 @@ def filter_min_score(detections: sv.Detections, min_score: float) -> sv.Detectio
 
 
 def apply_nms(detections: sv.Detections, mode: NmsMode, iou_threshold: float) -> sv.Detections:
-    """Non-maximum suppression ranked by ``confidence``, on mask IoU when masks exist, else box IoU.
+    """Non-maximum suppression ranked by ``confidence``, on exact mask IoU when masks exist, else box IoU.
 
     Args:
         detections: Detections with ``confidence``.
@@ -76,5 +76,54 @@ def apply_nms(detections: sv.Detections, mode: NmsMode, iou_threshold: float) ->
         raise ValueError(f"nms must be one of {', '.join(NMS_MODES)}, but got {mode!r}")
     if mode == "none" or len(detections) < 2 or detections.confidence is None:
         return detections
-    # supervision compares masks when they are there (segmentation overlap), boxes otherwise.
-    return detections.with_nms(threshold=iou_threshold, class_agnostic=(mode == "all"))
+    if detections.mask is None:
+        return detections.with_nms(threshold=iou_threshold, class_agnostic=(mode == "all"))
+    keep = mask_nms_keep(detections.mask, detections.confidence,
+                         None if mode == "all" else detections.class_id, iou_threshold)
+    return detections[keep]
+
+
+def mask_nms_keep(masks: np.ndarray, scores: np.ndarray, class_id: np.ndarray | None, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS on exact full-resolution mask IoU, highest score first.
+
+    Only pairs of one class (all pairs when ``class_id`` is None) are compared, and each
+    intersection is counted inside the overlap of the two masks' tight boxes, so this costs tens of
+    milliseconds where supervision's all-pairs IoU on resized masks took 1-2 s of CPU for 20 masks
+    at 1800x1200.
+
+    Args:
+        masks: (N, H, W) bool.
+        scores: (N,) ranking scores.
+        class_id: (N,) classes, or None to compare across classes.
+        iou_threshold: A detection whose mask IoU with a kept one exceeds this is dropped.
+
+    Returns:
+        (N,) bool: which detections to keep.
+    """
+    count = len(masks)
+    areas = masks.reshape(count, -1).sum(axis=1)
+    bounds = np.zeros((count, 4), dtype=int)  # tight mask boxes, x2/y2 exclusive
+    for k in range(count):
+        rows, cols = np.flatnonzero(masks[k].any(axis=1)), np.flatnonzero(masks[k].any(axis=0))
+        if len(rows):
+            bounds[k] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    keep = np.zeros(count, dtype=bool)
+    kept: list[int] = []
+    for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        suppressed = False
+        for j in kept:
+            if class_id is not None and class_id[i] != class_id[j]:
+                continue
+            x1, y1 = max(bounds[i, 0], bounds[j, 0]), max(bounds[i, 1], bounds[j, 1])
+            x2, y2 = min(bounds[i, 2], bounds[j, 2]), min(bounds[i, 3], bounds[j, 3])
+            if x2 <= x1 or y2 <= y1:
+                continue
+            intersection = np.count_nonzero(masks[i, y1:y2, x1:x2] & masks[j, y1:y2, x1:x2])
+            union = areas[i] + areas[j] - intersection
+            if union > 0 and intersection / union > iou_threshold:
+                suppressed = True
+                break
+        if not suppressed:
+            keep[i] = True
+            kept.append(i)
+    return keep

@@ -265,3 +265,27 @@ def test_apply_nms_unknown_mode(mode, error: type[Exception], match: str) -> Non
 
 def test_nms_modes() -> None:
     assert NMS_MODES == ("none", "class", "all")
+
+
+def test_mask_nms_matches_a_brute_force_reference():
+    """Exact mask IoU, greedy by score, within classes: checked against a plain all-pairs loop."""
+    from grounded_sam.postprocess import mask_nms_keep
+
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        count = int(rng.integers(2, 9))
+        masks = np.zeros((count, 40, 50), dtype=bool)
+        for k in range(count):
+            x, y = rng.integers(0, 35), rng.integers(0, 25)
+            masks[k, y : y + rng.integers(5, 15), x : x + rng.integers(5, 15)] = True
+        scores = rng.random(count)
+        classes = rng.integers(0, 2, count)
+        threshold = float(rng.choice([0.1, 0.3, 0.5]))
+        expected = np.zeros(count, dtype=bool)
+        kept = []
+        for i in np.argsort(-scores, kind="stable"):
+            ious = [(masks[i] & masks[j]).sum() / (masks[i] | masks[j]).sum() for j in kept if classes[j] == classes[i]]
+            if not any(iou > threshold for iou in ious):
+                expected[i] = True
+                kept.append(i)
+        np.testing.assert_array_equal(mask_nms_keep(masks, scores, classes, threshold), expected, err_msg=f"trial {trial}")

@@ -274,14 +274,10 @@ def class_folder_names(class_names: Sequence[str]) -> list[str]:
     """
     folders: list[str] = []
     used: set[str] = set()
+    from grounded_sam.batch import unique_name  # batch imports export.*, so not at module level
+
     for name in class_names:
-        base = sanitize_class_name(name)
-        folder, n = base, 1
-        while folder.casefold() in used:
-            n += 1
-            folder = f"{base}-{n}"
-        used.add(folder.casefold())
-        folders.append(folder)
+        folders.append(unique_name(sanitize_class_name(name), used))
     return folders
 
 

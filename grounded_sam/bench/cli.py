@@ -1,0 +1,71 @@
+"""``python -m grounded_sam.bench``: prints the benchmark table and writes the JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from grounded_sam.bench.models import PRESETS, WEIGHTS_CHOICES, default_work_dir
+from grounded_sam.bench.scenarios import parse_scenarios
+
+logger = logging.getLogger("grounded_sam.bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m grounded_sam.bench",
+        description=(
+            "Per-image latency of our pipeline against the demo-style Florence-2 + SAM2 reference (same models, "
+            "same images, alternating in one process), the models' own floor and our overhead over it, a folder "
+            "run, and refinement. Prints a table and writes JSON."
+        ),
+    )
+    parser.add_argument("--preset", choices=PRESETS, default="base",
+                        help="base: Florence-2-base + SAM2.1 hiera-base-plus sizes (default); tiny: seconds, for CI smoke runs.")
+    parser.add_argument("--scenarios", default="5x4,10x2", type=parse_scenarios,
+                        help="Comma-separated CATEGORIESxBOXES (default 5x4,10x2).")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed rounds after one warm-up (default 3).")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto; GPUs run bf16 autocast.")
+    parser.add_argument("--image", dest="images", action="append", type=Path, default=None, metavar="PATH",
+                        help="Image to label; repeat for several (default shared/images/truck.jpg beside the repo).")
+    parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default="auto",
+                        help="auto: real weights when on disk (base preset), else random (default).")
+    parser.add_argument("--folder-images", type=int, default=6, help="Images in the folder run; 0 skips it (default 6).")
+    parser.add_argument("--refinement-clicks", type=int, default=3, help="Clicks timed for refinement; 0 skips it.")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice).")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help=f"Cache of the random models (about 2.1 GB for base) and scratch (default {default_work_dir()}).")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report path (default bench.json).")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="Progress logs (-vv for debug).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Progress of our own modules only: sam2 logs every set_image on the root logger.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verbose:
+        logging.getLogger("grounded_sam").setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
+
+    from grounded_sam.bench.report import format_table, write_report
+    from grounded_sam.bench.runner import DEFAULT_IMAGE, BenchConfig, run_benchmark
+    from grounded_sam.errors import GroundedSamError
+
+    try:
+        config = BenchConfig(
+            preset=args.preset, scenarios=tuple(args.scenarios), images=tuple(args.images or [DEFAULT_IMAGE]),
+            repeats=args.repeats, device=args.device, weights=args.weights,
+            work_dir=args.work_dir or default_work_dir(), folder_images=args.folder_images, threads=args.threads,
+            refinement_clicks=args.refinement_clicks,
+        )
+        report = run_benchmark(config, on_scenario=lambda partial: write_report(partial, args.out))
+    except (GroundedSamError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    path = write_report(report, args.out)
+    print(f"\nWrote {path}")
+    return 0

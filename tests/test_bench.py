@@ -1,0 +1,86 @@
+"""Benchmark smoke test: the tiny preset runs end to end in seconds and writes a valid report.
+
+Timings are never asserted: speed is shown by the benchmark's printed figures, not by tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grounded_sam.bench.cli import main
+from grounded_sam.bench.report import check_targets, format_table
+from grounded_sam.bench.scenarios import Scenario, parse_scenarios, scripted_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("5x4", [Scenario(5, 4)]), ("5x4, 10X2", [Scenario(5, 4), Scenario(10, 2)]), ("1x1,", [Scenario(1, 1)])],
+)
+def test_parse_scenarios(text, expected):
+    assert parse_scenarios(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "x4", "0x4", "5x0", "99x1", "five x four"])
+def test_parse_scenarios_rejects_bad_entries(text):
+    with pytest.raises(ValueError):
+        parse_scenarios(text)
+
+
+def test_scripted_text_holds_four_location_tokens_per_box():
+    text = scripted_text(3)
+    assert text.startswith("object") and text.count("<loc_") == 12
+
+
+@pytest.fixture(scope="module")
+def small_image(tmp_path_factory) -> str:
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("bench-image") / "small.jpg"
+    Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory, small_image) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench-out")
+    argv = [
+        "--preset", "tiny", "--scenarios", "2x2", "--repeats", "1", "--image", small_image,
+        "--folder-images", "2", "--refinement-clicks", "1", "--work-dir", str(out / "work"),
+        "--out", str(out / "bench.json"),
+    ]
+    assert main(argv) == 0
+    return json.loads((out / "bench.json").read_text()), str(out)
+
+
+def test_tiny_preset_writes_a_complete_report(smoke_report):
+    report, _ = smoke_report
+    assert report["settings"]["preset"] == "tiny" and report["machine"]["torch_threads"] >= 1
+    (row,) = report["results"]
+    assert row["scenario"] == "2x2" and row["weights"] == "random"
+    for pipeline in ("ours", "reference"):
+        assert set(row[pipeline]["stages_s"]) == {"load_image", "detect", "segment", "postprocess", "write"}
+        assert row[pipeline]["total_s"] > 0 and len(row[pipeline]["runs"]) == 1
+    # Both pipelines and the floor see the scripted detector's boxes: 2 categories x 2 boxes.
+    assert row["reference"]["detections"] == 4
+    assert row["floor"]["boxes"] == 4
+    assert set(row["floor"]["parts_s"]) == {"florence_vision", "florence_encoder", "florence_decode", "sam2_image", "sam2_masks"}
+    assert row["speedup"] > 0 and "end_to_end" in row["overhead"]
+    folder = report["folder"]
+    assert folder["images"] == 2 and folder["failed"] == 0 and len(folder["peak_rss_mb"]) == 2
+    assert report["refinement"]["status"] in ("ok", "not available yet")
+    assert report["targets"] and all(not t["applies"] for t in report["targets"])
+
+
+def test_table_names_every_pipeline_and_the_floor(smoke_report):
+    report, _ = smoke_report
+    table = format_table(report)
+    assert "reference" in table and "ours" in table and "Floor" in table and "Folder run" in table
+    assert len(check_targets(report)) >= 2
+
+
+def test_unknown_image_is_a_clear_error(tmp_path, capsys):
+    assert main(["--preset", "tiny", "--image", str(tmp_path / "missing.jpg"), "--work-dir", str(tmp_path)]) == 2
+    assert "missing.jpg" in capsys.readouterr().err
