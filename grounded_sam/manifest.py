@@ -23,11 +23,14 @@ The manifest is locked while a run writes it (POSIX ``flock``), so two runs neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -161,12 +164,40 @@ class Manifest:
     # ---------------------------------------------------------------- writing
 
     def record(self, record: ImageRecord) -> None:
-        """Appends one image's line, durably (flush and fsync) before returning."""
+        """Appends one image's line, durably (flush and fsync) before returning.
+
+        Ctrl-C or SIGTERM arriving meanwhile is held until the line is on disk AND in memory, so
+        the dataset files written on the way out list exactly the images the manifest lists.
+        """
         line = json.dumps({"kind": "image", **record.to_dict()}) + "\n"
-        self._handle.write(line.encode("utf-8"))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._records[record.source] = record
+        with _interrupts_deferred():
+            self._handle.write(line.encode("utf-8"))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._records[record.source] = record
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Holds SIGINT/SIGTERM for the duration of the block, then re-delivers them as KeyboardInterrupt.
+
+    Signal handlers can only be set in the main thread; elsewhere (the app's worker threads,
+    where Ctrl-C does not reach the run) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def remove_managed_outputs(out_dir: Path, names: Iterable[str] = MANAGED_OUTPUTS) -> list[str]:

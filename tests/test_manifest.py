@@ -113,3 +113,18 @@ def test_remove_managed_outputs_reports_what_it_removed(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text("")
     assert remove_managed_outputs(tmp_path) == [MANIFEST_NAME, "coco"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_during_a_manifest_write_waits_until_the_line_is_recorded(monkeypatch):
+    """Ctrl-C landing while a line is being synced must not leave it on disk but not in memory."""
+    import signal
+
+    from grounded_sam.manifest import _interrupts_deferred
+
+    events = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            events.append("after the signal, still inside")
+    assert events == ["after the signal, still inside"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
