@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 import supervision as sv
 
 from grounded_sam.categories import Categories
+from grounded_sam.lru import ByteLRU
 from grounded_sam.refine import image_key
 
 logger = logging.getLogger(__name__)
@@ -72,49 +71,40 @@ class DetectionCache:
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, but got {max_bytes}")
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[sv.Detections, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+        self._lru: ByteLRU[sv.Detections] = ByteLRU(max_bytes)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._lru.max_bytes
 
     @property
     def nbytes(self) -> int:
         """Bytes held now."""
-        return self._bytes
+        return self._lru.nbytes
+
+    @property
+    def hits(self) -> int:
+        return self._lru.hits
+
+    @property
+    def misses(self) -> int:
+        return self._lru.misses
 
     def get(self, key: str) -> sv.Detections | None:
         """The result stored under ``key`` (now the most recently used), or None."""
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item[0]
+        return self._lru.get(key)
 
     def put(self, key: str, detections: sv.Detections) -> sv.Detections:
         """Stores a result (dropping the least recently used ones over the bound); returns it."""
         size = detections_nbytes(detections)
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if size > self.max_bytes:
-                logger.debug("Not caching a %d-byte result: over the cache's %d bytes", size, self.max_bytes)
-                return detections
-            self._items[key] = (detections, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
+        if size > self.max_bytes:
+            logger.debug("Not caching a %d-byte result: over the cache's %d bytes", size, self.max_bytes)
+            self._lru.discard(key)
+            return detections
+        self._lru.put(key, detections, size)
         return detections
 
     def get_or_run(self, key: str, run: Callable[[], sv.Detections]) -> tuple[sv.Detections, bool]:
@@ -128,6 +118,4 @@ class DetectionCache:
         return self.put(key, run()), False
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
+        self._lru.clear()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +23,7 @@ import supervision as sv
 
 from grounded_sam.devices import inference_context
 from grounded_sam.errors import GroundedSamError
+from grounded_sam.lru import ByteLRU
 
 logger = logging.getLogger(__name__)
 
@@ -54,38 +53,31 @@ class ImageEmbedding:
 
 
 class EmbeddingCache:
-    """LRU of image embeddings, bounded by total bytes.
+    """LRU of image embeddings, bounded by total bytes (the newest is always kept).
 
     Args:
         max_bytes: Total size of cached embeddings (a SAM2 base-plus embedding is about 20 MB).
     """
 
     def __init__(self, max_bytes: int = 512 * 2**20) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, ImageEmbedding] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+        self._lru: ByteLRU[ImageEmbedding] = ByteLRU(max_bytes)
+
+    @property
+    def hits(self) -> int:
+        return self._lru.hits
+
+    @property
+    def misses(self) -> int:
+        return self._lru.misses
 
     def get(self, key: str) -> ImageEmbedding | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item
+        return self._lru.get(key)
 
     def put(self, key: str, embedding: ImageEmbedding) -> None:
-        with self._lock:
-            self._items[key] = embedding
-            self._items.move_to_end(key)
-            while len(self._items) > 1 and sum(e.nbytes for e in self._items.values()) > self.max_bytes:
-                self._items.popitem(last=False)
+        self._lru.put(key, embedding, embedding.nbytes)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
     def remember(self, image: np.ndarray, predictor: Any) -> None:
         """Stores the embedding a predictor holds for ``image`` (called right after ``set_image``)."""
