@@ -151,14 +151,12 @@ def run_label(args: argparse.Namespace) -> int:
             size=args.preprocess_size, largest_only=args.preprocess_largest_only, min_area=args.preprocess_min_area,
         ))
     images = collect_images(args.inputs)
-    try:
-        pipe = GroundedSAM2(
-            args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
-            nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-            box_chunk_size=args.box_chunk_size,
-        )
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    # An out-of-range option raises OptionError, which main() reports like every usage error (exit 2).
+    pipe = GroundedSAM2(
+        args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
+        nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        box_chunk_size=args.box_chunk_size,
+    )
     progress = _progress_bar(len(images), disable=args.no_progress)
     previous_handler = _terminate_like_ctrl_c()
     try:

@@ -81,6 +81,7 @@ def test_missing_weights_offline_is_a_clear_error(tmp_path, shared_images):
     [
         (["--categories", " , "], "Expected at least one category"),
         (["--categories", "truck", "--device", "tpu"], "Unknown device"),
+        (["--categories", "truck", "--min-score", "2"], "min_score must be within"),
         (["--categories", "truck", "--format", "coco,json"], "Unknown format json"),
     ],
 )
