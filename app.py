@@ -3,14 +3,14 @@
 UI wiring only: every model step, file format and safety check is the ``grounded_sam`` package's.
 
 On the image tab, after Run, the result can be fixed by clicking on the overlay (see
-:mod:`grounded_sam.editor`): select an object, grow or shrink its mask with + and − points (SAM2's
+:mod:`grounded_sam.editing.editor`): select an object, grow or shrink its mask with + and − points (SAM2's
 mask decoder only, on the cached image embedding), add objects from a point or a box, delete,
 relabel, undo, redo, reset; the downloads follow every edit. Each browser session has its own
 editor, released when the session ends.
 
 Run with ``python app.py``: it serves on 127.0.0.1:7860 (``GRADIO_SERVER_NAME`` and
 ``GRADIO_SERVER_PORT`` override). Settings come from ``GROUNDED_SAM_*`` environment variables
-(see :mod:`grounded_sam.app_settings`). The page renders before any model loads; models load on
+(see :mod:`grounded_sam.app.settings`). The page renders before any model loads; models load on
 first use and are shared by every request. All model work goes through one queue, one request
 at a time.
 
@@ -41,15 +41,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import gradio as gr
 
-from grounded_sam.app_settings import AppSettings, load_settings
+from grounded_sam.app.settings import AppSettings, load_settings
 from grounded_sam.categories import Categories, parse_categories
 from grounded_sam.errors import GroundedSamError, ImageLoadError, InputError, OptionError
-from grounded_sam.postprocess import NMS_MODES
+from grounded_sam.pipeline.postprocess import NMS_MODES
 
 if TYPE_CHECKING:
-    from grounded_sam.detection_cache import DetectionCache
-    from grounded_sam.edit_view import OverlayStyle
-    from grounded_sam.editor import Editor
+    from grounded_sam.caching import DetectionCache
+    from grounded_sam.editing.editor import Editor
+    from grounded_sam.editing.view import OverlayStyle
+    from grounded_sam.pipeline import GroundedSAM2
 
 logger = logging.getLogger("grounded_sam.app")
 
@@ -105,7 +106,7 @@ def _detect_and_segment(pipe: Any, rgb: Any, categories: Categories) -> Any:
 def _label_on_gpu(
     pipe: Any, images: list[Any], categories: Categories, writers: list[Any], settings: dict
 ) -> Iterator[Any]:
-    from grounded_sam.jobs import stream_label_images
+    from grounded_sam.app.jobs import stream_label_images
 
     yield from stream_label_images(pipe, images, categories, writers, settings=settings)
 
@@ -122,7 +123,7 @@ def _decode_on_gpu(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> 
 
 
 class GpuDecoder:
-    """Stands in for a :class:`~grounded_sam.refine.Sam2Refiner`: every decoder pass of a click goes
+    """Stands in for a :class:`~grounded_sam.editing.session.Sam2Refiner`: every decoder pass of a click goes
     through the GPU wrapper (a label session only calls ``predict``).
 
     Args:
@@ -170,13 +171,8 @@ def _load_models(pipe: Any) -> None:
     pipe.detector, pipe.segmenter  # noqa: B018
 
 
-def _model_label(value: str) -> str:
-    return Path(value).name if os.sep in value or "/" in value else value
-
-
-def _run_settings(pipe: Any, categories: Categories) -> dict[str, Any]:
-    return {"categories": categories.to_spec(), "detector": _model_label(str(pipe.detector_name)),
-            "segmenter": _model_label(str(pipe.segmenter_name)), **pipe.options.as_dict()}
+def _run_settings(pipe: GroundedSAM2, categories: Categories) -> dict[str, Any]:
+    return {"categories": categories.to_spec(), **pipe.settings().as_dict(short_model_names=True)}
 
 
 def _user_error(exc: GroundedSamError, duration: float = 30) -> gr.Error:
@@ -198,7 +194,7 @@ def segment_image(settings: AppSettings, image: Any, categories: str, detector: 
     classes, and per detection ``class_id``, ``class_name``, ``score``, ``bbox_xyxy`` (pixels),
     ``area`` and ``mask`` (COCO compressed RLE).
 
-    The image's SAM2 embedding is remembered (see :mod:`grounded_sam.refine`), so clicks that
+    The image's SAM2 embedding is remembered (see :mod:`grounded_sam.editing.session`), so clicks that
     fix the result afterwards run the mask decoder only; with ``cache``, the same image with the
     same categories and settings is not run again.
 
@@ -206,12 +202,12 @@ def segment_image(settings: AppSettings, image: Any, categories: str, detector: 
         GroundedSamError: Any user-fixable problem (no image, no categories, bad options,
             unreadable or oversized image, weights not available).
     """
-    from grounded_sam.batch import sanitize_stem
+    from grounded_sam.app.jobs import new_job_dir, upload_path
     from grounded_sam.export import detections_to_record
     from grounded_sam.export.files import atomic_write_bytes
     from grounded_sam.export.overlay import encode_png
-    from grounded_sam.images import load_image
-    from grounded_sam.jobs import new_job_dir, upload_path
+    from grounded_sam.inputs.images import load_image
+    from grounded_sam.naming import sanitize_stem
 
     parsed = parse_categories(categories or "")
     upload = upload_path(image)
@@ -237,7 +233,7 @@ def segment_image(settings: AppSettings, image: Any, categories: str, detector: 
 
 def attach_refiner(pipe: Any) -> Any:
     """The click refiner of the pipeline's segmenter; from now on it remembers every image it encodes."""
-    from grounded_sam.refine import Sam2Refiner
+    from grounded_sam.models.sam2.refiner import Sam2Refiner
 
     return Sam2Refiner(pipe.segmenter)
 
@@ -245,7 +241,7 @@ def attach_refiner(pipe: Any) -> Any:
 def _detect_cached(pipe: Any, rgb: Any, categories: Categories, cache: DetectionCache | None) -> Any:
     if cache is None:
         return _detect_and_segment(pipe, rgb, categories)
-    from grounded_sam.detection_cache import detection_key
+    from grounded_sam.caching import detection_key
 
     detections, cached = cache.get_or_run(detection_key(rgb, categories, pipe),
                                           lambda: _detect_and_segment(pipe, rgb, categories))
@@ -262,12 +258,12 @@ def redraw_overlay(image: Any, record: dict[str, Any] | None, show_masks: bool, 
         The new overlay PNG's path, or None when there is no result for the image now in the
         input (nothing run yet, or another image uploaded since).
     """
-    from grounded_sam.batch import sanitize_stem
+    from grounded_sam.app.jobs import new_job_dir, upload_path
     from grounded_sam.export.files import atomic_write_bytes
     from grounded_sam.export.labels_json import record_to_detections
     from grounded_sam.export.overlay import encode_png
-    from grounded_sam.images import load_image
-    from grounded_sam.jobs import new_job_dir, upload_path
+    from grounded_sam.inputs.images import load_image
+    from grounded_sam.naming import sanitize_stem
 
     upload = upload_path(image)
     if upload is None or not record or "detections" not in record or record["image"].get("file_name") != upload[1]:
@@ -298,11 +294,11 @@ def legend_markup(class_names: list[str], counts: list[int], total: int) -> str:
 
 def image_details(record: dict[str, Any] | None) -> tuple[str, list[list[Any]], list[str] | None]:
     """From a detections record: the legend (HTML), the table rows, and the download files."""
-    from grounded_sam.batch import sanitize_stem
-    from grounded_sam.edit_view import table_rows
+    from grounded_sam.app.jobs import new_job_dir
+    from grounded_sam.editing.view import table_rows
     from grounded_sam.export.labels_json import record_to_detections
     from grounded_sam.export.single_image import coco_for_image, write_coco_json, write_mask_zip
-    from grounded_sam.jobs import new_job_dir
+    from grounded_sam.naming import sanitize_stem
 
     if not record or "detections" not in record:
         return "", [], None
@@ -332,12 +328,12 @@ def open_editor(settings: AppSettings, image: Any, record: dict[str, Any] | None
     Runs no model: the segmenter is the one the run loaded, and the run left the image's
     embedding in its cache.
     """
-    from grounded_sam.batch import sanitize_stem
-    from grounded_sam.editor import Editor
+    from grounded_sam.app.jobs import new_job_dir, upload_path
+    from grounded_sam.editing.editor import Editor
+    from grounded_sam.editing.session import LabelSession
     from grounded_sam.export.labels_json import record_to_detections
-    from grounded_sam.images import load_image
-    from grounded_sam.jobs import new_job_dir, upload_path
-    from grounded_sam.refine import LabelSession
+    from grounded_sam.inputs.images import load_image
+    from grounded_sam.naming import sanitize_stem
 
     upload = upload_path(image)
     if upload is None or not record or "detections" not in record or record["image"].get("file_name") != upload[1]:
@@ -353,8 +349,8 @@ def open_editor(settings: AppSettings, image: Any, record: dict[str, Any] | None
 
 
 def overlay_style(show_masks: Any, show_boxes: Any, show_labels: Any, opacity: Any) -> OverlayStyle:
-    """The overlay options as an :class:`~grounded_sam.edit_view.OverlayStyle`."""
-    from grounded_sam.edit_view import OverlayStyle
+    """The overlay options as an :class:`~grounded_sam.editing.view.OverlayStyle`."""
+    from grounded_sam.editing.view import OverlayStyle
 
     try:
         return OverlayStyle(bool(show_masks), bool(show_boxes), bool(show_labels), float(opacity))
@@ -383,7 +379,7 @@ def _same_labels(a: tuple[list[Any], tuple[str, ...]] | None, b: tuple[list[Any]
 
 
 def _live(editor: Editor | None) -> Editor:
-    from grounded_sam.refine import EditError
+    from grounded_sam.errors import EditError
 
     if editor is None:
         raise EditError("Nothing to edit yet: upload an image, type the categories and click Run.")
@@ -430,10 +426,7 @@ def run_batch(settings: AppSettings, files: Any, categories: str, detector: str 
     Raises:
         GroundedSamError: A user-fixable problem with the inputs or options (nothing was labeled).
     """
-    from grounded_sam.archive import write_zip
-    from grounded_sam.batch import BatchSummary, build_writers, parse_formats
-    from grounded_sam.export import OverlayWriter
-    from grounded_sam.jobs import (
+    from grounded_sam.app.jobs import (
         DisplayNameWriter,
         format_seconds,
         gather_inputs,
@@ -443,6 +436,10 @@ def run_batch(settings: AppSettings, files: Any, categories: str, detector: str 
         upload_path,
         write_job_summary,
     )
+    from grounded_sam.export import OverlayWriter
+    from grounded_sam.export.formats import build_writers, parse_formats
+    from grounded_sam.inputs.archive import write_zip
+    from grounded_sam.runs.batch import BatchSummary
 
     parsed = parse_categories(categories or "")
     dataset_formats = parse_formats(",".join(formats) if isinstance(formats, (list, tuple)) else (formats or ""))
@@ -504,8 +501,8 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
     Raises:
         OptionError: An environment variable holds a bad value (only when ``settings`` is None).
     """
-    from grounded_sam.detection_cache import DetectionCache
-    from grounded_sam.editor import EDIT_MODES, SELECT, EditorRegistry
+    from grounded_sam.caching import DetectionCache
+    from grounded_sam.editing.editor import EDIT_MODES, SELECT, EditorRegistry
 
     settings = settings or load_settings()
     # Shared by every session: automatic results by (image, categories, models, options), and the
@@ -609,7 +606,7 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
         return files
 
     def make_dataset(editor: Any) -> list[str]:
-        from grounded_sam.jobs import new_job_dir
+        from grounded_sam.app.jobs import new_job_dir
 
         try:
             editor = _live(editor)

@@ -21,10 +21,10 @@ from grounded_sam.errors import (
     ModelNotFoundError,
     UnknownModelError,
 )
-from grounded_sam.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, list_models
+from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, list_models
 
 if TYPE_CHECKING:
-    from grounded_sam.images import load_image
+    from grounded_sam.inputs.images import load_image
     from grounded_sam.pipeline import GroundedSAM2, PipelineOptions, label_image
 
 __version__ = "0.1.0"
@@ -33,7 +33,7 @@ _LAZY = {
     "GroundedSAM2": "grounded_sam.pipeline",
     "PipelineOptions": "grounded_sam.pipeline",
     "label_image": "grounded_sam.pipeline",
-    "load_image": "grounded_sam.images",
+    "load_image": "grounded_sam.inputs.images",
 }
 
 __all__ = [

@@ -12,6 +12,8 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from grounded_sam.detections import class_names_of
+
 PALETTE = sv.ColorPalette.DEFAULT
 
 
@@ -77,10 +79,8 @@ class OverlayAnnotator:
 
 def detection_labels(detections: sv.Detections) -> list[str]:
     """``"class 0.87"`` for each detection (class name, then SAM2's predicted IoU when known)."""
-    names = detections.data.get("class_name")
     labels = []
-    for i in range(len(detections)):
-        name = str(names[i]) if names is not None else str(detections.class_id[i])
+    for i, name in enumerate(class_names_of(detections)):
         if detections.confidence is not None:
             name = f"{name} {float(detections.confidence[i]):.2f}"
         labels.append(name)

@@ -53,3 +53,7 @@ class ArchiveError(GroundedSamError, ValueError):
 
 class OutputFolderError(GroundedSamError, ValueError):
     """The output folder holds a run with other settings, files no manifest accounts for, or a run in progress."""
+
+
+class EditError(GroundedSamError, ValueError):
+    """An edit refers to an object, class or position that does not exist."""

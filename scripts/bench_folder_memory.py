@@ -7,9 +7,10 @@ peak resident memory of each subprocess comes from the kernel (``os.wait4``), so
 or guesses. Prints both figures and the check of issue 4: the largest run must peak within 10% +
 100 MB of the smallest.
 
-    .venv/bin/python scripts/bench_folder_memory.py                 # 100 and 400 images
-    .venv/bin/python scripts/bench_folder_memory.py --sizes 20 80   # a quicker look
+    .venv/bin/python -m scripts.bench_folder_memory                 # 100 and 400 images
+    .venv/bin/python -m scripts.bench_folder_memory --sizes 20 80   # a quicker look
 
+Run it from the repository root (``-m`` puts the root on the import path).
 Exit status 0 when the check passes, 1 when it does not. Linux and macOS (``os.wait4``).
 """
 
@@ -26,21 +27,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 2**20
-# Two boxes (x1, y1, x2, y2 in Florence-2's 0..999 location bins) for every prompt.
-SCRIPTED_TEXT = "object<loc_100><loc_150><loc_450><loc_700><loc_550><loc_300><loc_900><loc_850>"
 
 
 def build_models(folder: Path) -> tuple[Path, Path]:
-    """The tiny scripted Florence-2 and tiny SAM2, built once into ``folder``."""
-    sys.path.insert(0, str(REPO))
-    from grounded_sam.random_models import build_random_florence2, build_random_sam2
+    """The tiny scripted Florence-2 and tiny SAM2 (:func:`grounded_sam.models.testing.build_test_models`), built once."""
+    from grounded_sam.models.testing import build_test_models
 
-    florence, sam2 = folder / "florence-scripted", folder / "sam2" / "sam2-tiny.pt"
-    if not (florence / "config.json").is_file():
-        build_random_florence2(florence, scripted_output=SCRIPTED_TEXT)
-    if not sam2.is_file():
-        build_random_sam2(sam2)
-    return florence, sam2
+    models = build_test_models(folder)
+    return models["florence_scripted"], models["sam2"]
 
 
 def draw_images(folder: Path, count: int, size: tuple[int, int] = (640, 480)) -> list[Path]:

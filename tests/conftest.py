@@ -1,9 +1,10 @@
-"""Shared fixtures: tiny randomly initialised models in the real on-disk layouts.
+"""Shared fixtures: tiny randomly initialised models in the real on-disk layouts, pipelines over them, and
+the photos in ``examples/``.
 
-They are built once per test session into a temporary models folder and loaded through the
+The models are built once per test session into a temporary models folder and loaded through the
 package's real loaders. Random weights give junk boxes, so tests that need known boxes either
-constrain Florence-2's generation (``forced_output``) or use the scripted model, whose decoder
-weights make it emit fixed boxes for every prompt.
+constrain Florence-2's generation (:func:`tests.fakes.forced_output`) or use the scripted model,
+whose decoder weights make it emit :data:`grounded_sam.models.testing.SCRIPTED_BINS` for every prompt.
 """
 
 from __future__ import annotations
@@ -16,53 +17,37 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_IMAGES = REPO.parent / "shared" / "images"
-
-# Two boxes every prompt of the scripted detector finds: (x1, y1, x2, y2) location bins.
-SCRIPTED_BINS = ((100, 150, 450, 700), (550, 300, 900, 850))
-SCRIPTED_TEXT = "object" + "".join(f"<loc_{v}>" for box in SCRIPTED_BINS for v in box)
+#: The real photos (with their attribution) that the tests, the examples and the benchmark use.
+EXAMPLE_IMAGES = REPO / "examples"
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Paths of the tiny test models: ``florence`` (random), ``florence_scripted``, ``sam2`` (.pt with .yaml)."""
-    from grounded_sam.random_models import build_random_florence2, build_random_sam2
+    from grounded_sam.models.testing import build_test_models
 
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {
-        "florence": build_random_florence2(root / "florence-tiny"),
-        "florence_scripted": build_random_florence2(root / "florence-scripted", scripted_output=SCRIPTED_TEXT),
-        "sam2": build_random_sam2(root / "sam2" / "sam2-tiny.pt"),
-    }
+    return build_test_models(tmp_path_factory.mktemp("tiny-models"))
 
 
 @pytest.fixture(scope="session")
-def shared_images() -> Path:
-    if not SHARED_IMAGES.is_dir():
-        pytest.skip(f"the shared test photos are not at {SHARED_IMAGES}")
-    return SHARED_IMAGES
+def scripted_pipe(tiny_models: dict[str, Path]) -> Any:
+    """The tiny scripted Florence-2 and tiny SAM2 on the CPU, no NMS: known boxes, real masks."""
+    from grounded_sam.pipeline import GroundedSAM2
+
+    return GroundedSAM2(tiny_models["florence_scripted"], tiny_models["sam2"], device="cpu", nms="none")
 
 
 @pytest.fixture(scope="session")
-def truck_rgb(shared_images: Path) -> np.ndarray:
-    from grounded_sam.images import load_image
+def photos() -> Path:
+    """The folder of real photos: ``truck.jpg``, ``groceries.jpg``, ``cars.jpg`` (see ``examples/ATTRIBUTION.md``)."""
+    return EXAMPLE_IMAGES
 
-    return load_image(shared_images / "truck.jpg")
 
+@pytest.fixture(scope="session")
+def truck_rgb(photos: Path) -> np.ndarray:
+    from grounded_sam.inputs.images import load_image
 
-def forced_output(tokenizer: Any, texts: list[str]) -> Callable[[int, Any], list[int]]:
-    """A ``prefix_allowed_tokens_fn`` making generation for batch row ``i`` emit ``<s>texts[i]</s>``.
-
-    With beams, rows are ``i * num_beams + beam``: callers pass one text per prompt and greedy decoding.
-    """
-    targets = [[tokenizer.bos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id] for t in texts]
-
-    def allowed(batch_id: int, input_ids: Any) -> list[int]:
-        target = targets[batch_id % len(targets)]
-        step = input_ids.shape[-1] - 1  # the decoder starts from one decoder_start token
-        return [target[step]] if step < len(target) else [tokenizer.eos_token_id]
-
-    return allowed
+    return load_image(photos / "truck.jpg")
 
 
 class CallCounter:

@@ -1,12 +1,17 @@
-"""Test doubles shared by the batch, format and manifest tests: pipelines and images made in code."""
+"""Test doubles: a pipeline and images made in code, and a constraint that makes Florence-2 write a known text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import supervision as sv
 from PIL import Image
+
+from grounded_sam.detections import empty_detections
+from tests.factories import make_detections
 
 
 def shapes(height: int, width: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,9 +56,7 @@ class ShapesPipe:
             raise RuntimeError(f"model failure on image {key}")
         height, width = rgb.shape[:2]
         if key in self.empty_on:
-            detections = sv.Detections.empty()
-            detections.mask = np.zeros((0, height, width), dtype=bool)
-            return detections
+            return empty_detections((width, height))
         from grounded_sam.categories import parse_categories
 
         class_names = parse_categories(categories).class_names
@@ -61,7 +64,7 @@ class ShapesPipe:
         class_ids = class_ids % len(class_names)
         names = np.array([class_names[c] for c in class_ids])
         boxes = np.array([sv.mask_to_xyxy(m[None])[0] for m in masks], dtype=np.float32)
-        return sv.Detections(xyxy=boxes, mask=masks, confidence=scores, class_id=class_ids, data={"class_name": names})
+        return make_detections(boxes, mask=masks, confidence=scores, class_id=class_ids, class_name=names)
 
 
 def write_image(path: Path, key: int, size: tuple[int, int] = (320, 240), exif_orientation: int | None = None) -> Path:
@@ -81,3 +84,18 @@ def write_image(path: Path, key: int, size: tuple[int, int] = (320, 240), exif_o
         kwargs["exif"] = exif.tobytes()
     image.save(path, quality=95, **kwargs) if path.suffix.lower() in (".jpg", ".jpeg") else image.save(path, **kwargs)
     return path
+
+
+def forced_output(tokenizer: Any, texts: list[str]) -> Callable[[int, Any], list[int]]:
+    """A ``prefix_allowed_tokens_fn`` making generation for batch row ``i`` emit ``<s>texts[i]</s>``.
+
+    With beams, rows are ``i * num_beams + beam``: callers pass one text per prompt and greedy decoding.
+    """
+    targets = [[tokenizer.bos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id] for t in texts]
+
+    def allowed(batch_id: int, input_ids: Any) -> list[int]:
+        target = targets[batch_id % len(targets)]
+        step = input_ids.shape[-1] - 1  # the decoder starts from one decoder_start token
+        return [target[step]] if step < len(target) else [tokenizer.eos_token_id]
+
+    return allowed

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="Timed rounds after one warm-up (default 3).")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto; GPUs run bf16 autocast.")
     parser.add_argument("--image", dest="images", action="append", type=Path, default=None, metavar="PATH",
-                        help="Image to label; repeat for several (default shared/images/truck.jpg beside the repo).")
+                        help="Image to label; repeat for several (default examples/truck.jpg in the repository).")
     parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default="auto",
                         help="auto: real weights when on disk (base preset), else random (default).")
     parser.add_argument("--folder-images", type=int, default=6, help="Images in the folder run; 0 skips it (default 6).")

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from grounded_sam.devices import inference_context
-from grounded_sam.florence_output import parse_grounding
+from grounded_sam.models.devices import inference_context
+from grounded_sam.models.florence.parsing import parse_grounding
 
 FLORENCE_PARTS = ("florence_vision", "florence_encoder", "florence_decode")
 SAM2_PARTS = ("sam2_image", "sam2_masks")
@@ -64,8 +64,8 @@ class ModelFloor:
     """Measures the floor with the same loaded models as the pipelines.
 
     Args:
-        detector: A loaded :class:`~grounded_sam.detector.FlorenceDetector`.
-        segmenter: A loaded :class:`~grounded_sam.segmenter.Sam2Segmenter` (its model is shared;
+        detector: A loaded :class:`~grounded_sam.models.florence.detector.FlorenceDetector`.
+        segmenter: A loaded :class:`~grounded_sam.models.sam2.segmenter.Sam2Segmenter` (its model is shared;
             the floor keeps its own ``SAM2ImagePredictor``).
         chunk_sizes: Boxes per mask-decoder call to try; the number of boxes is always tried too.
         max_new_tokens: Cap of the greedy decode.

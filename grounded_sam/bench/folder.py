@@ -30,8 +30,8 @@ def run_folder(
     Returns:
         ``(labeled, failed)`` image counts.
     """
-    from grounded_sam.batch import collect_images, label_images
     from grounded_sam.export import JsonLabelWriter
+    from grounded_sam.runs.batch import collect_images, label_images
 
     summary = label_images(
         pipe, collect_images([folder]), list(categories), [JsonLabelWriter(out_dir)], on_progress=on_image

@@ -2,7 +2,7 @@
 
 Random models are built once and kept in a cache folder (``~/.cache/grounded_sam_bench`` by
 default): a Florence-2 per box count (its decoder is scripted to emit that many boxes for every
-prompt, see :func:`grounded_sam.random_models.script_florence2_output`) and one SAM2. Presets:
+prompt, see :func:`grounded_sam.models.testing.script_florence2_output`) and one SAM2. Presets:
 
 * ``tiny``: seconds to build and run, for CI smoke runs; the figures mean nothing.
 * ``base``: the Florence-2-base and SAM2.1 hiera-base-plus architectures, the real compute.
@@ -60,7 +60,7 @@ def default_work_dir() -> Path:
 
 def real_weights_available(preset: str) -> bool:
     """True when the preset's real checkpoints are on disk (``models/`` or the HF cache); never downloads."""
-    from grounded_sam.weights import resolve_detector, resolve_segmenter
+    from grounded_sam.models.weights import resolve_detector, resolve_segmenter
 
     if preset not in _REAL_NAMES:
         return False
@@ -113,7 +113,7 @@ def prepare_models(
 
 
 def _random_florence(preset: str, boxes_per_category: int, work_dir: Path) -> Path:
-    from grounded_sam.random_models import build_random_florence2
+    from grounded_sam.models.testing import build_random_florence2
 
     text = scripted_text(boxes_per_category)
     target = work_dir / preset / f"florence-2-{preset}-scripted-{boxes_per_category}box"
@@ -125,7 +125,7 @@ def _random_florence(preset: str, boxes_per_category: int, work_dir: Path) -> Pa
 
 
 def _random_sam2(preset: str, work_dir: Path) -> Path:
-    from grounded_sam.random_models import build_random_sam2
+    from grounded_sam.models.testing import build_random_sam2
 
     # base-plus must carry Meta's file name so its config comes from the sam2 package.
     name = "sam2.1_hiera_base_plus.pt" if preset == "base" else "sam2-tiny.pt"

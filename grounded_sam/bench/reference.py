@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from grounded_sam.detector import GROUNDING_TASK, empty_detections
-from grounded_sam.devices import inference_context
+from grounded_sam.detections import empty_detections
+from grounded_sam.models.devices import inference_context
+from grounded_sam.models.florence.detector import GROUNDING_TASK
 
 logger = logging.getLogger(__name__)
 

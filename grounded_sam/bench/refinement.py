@@ -1,6 +1,6 @@
 """Refinement: one click's time against a fresh full run on the same image.
 
-The hook of the benchmark for click refinement (:mod:`grounded_sam.refine`). Where that module
+The hook of the benchmark for click refinement (:mod:`grounded_sam.editing.session`). Where that module
 is not there yet, or its API differs from the one used here, the row says "not available yet"
 and why, and the rest of the benchmark runs on.
 """
@@ -37,9 +37,10 @@ def measure_refinement(
         ``{"status": "not available yet", "reason"}``.
     """
     try:
-        from grounded_sam.refine import LabelSession, Sam2Refiner
+        from grounded_sam.editing.session import LabelSession
+        from grounded_sam.models.sam2.refiner import Sam2Refiner
     except ImportError as exc:
-        return {"status": NOT_AVAILABLE, "reason": f"grounded_sam.refine cannot be imported ({exc})"}
+        return {"status": NOT_AVAILABLE, "reason": f"grounded_sam.editing.session cannot be imported ({exc})"}
     try:
         refiner = Sam2Refiner(pipe.segmenter)
         detections = pipe(rgb, list(categories))
@@ -56,7 +57,7 @@ def measure_refinement(
     except (AttributeError, TypeError) as exc:
         # The refinement API is still being written; an API mismatch is reported, not raised.
         logger.warning("Refinement could not be measured: %s", exc)
-        return {"status": NOT_AVAILABLE, "reason": f"grounded_sam.refine API mismatch ({type(exc).__name__}: {exc})"}
+        return {"status": NOT_AVAILABLE, "reason": f"grounded_sam.editing.session API mismatch ({type(exc).__name__}: {exc})"}
     click = statistics.median(times)
     return {
         "status": "ok", "click_s": click, "first_click_s": times[0], "clicks_s": times,

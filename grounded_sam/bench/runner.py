@@ -31,7 +31,8 @@ from grounded_sam.bench.scenarios import Scenario
 logger = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
-DEFAULT_IMAGE = Path(__file__).resolve().parents[2].parent / "shared" / "images" / "truck.jpg"
+#: The example photo in the repository (examples/ATTRIBUTION.md); a pip-installed copy has none, so pass --image.
+DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "examples" / "truck.jpg"
 OUR_STAGES = ("load_image", "detect", "segment", "postprocess", "write")
 FLOOR_PARTS = ("florence_vision", "florence_encoder", "florence_decode", "sam2_image", "sam2_masks")
 
@@ -111,7 +112,7 @@ def run_benchmark(config: BenchConfig, on_scenario: Callable[[dict[str, Any]], N
     """
     import torch
 
-    from grounded_sam.devices import resolve_device
+    from grounded_sam.models.devices import resolve_device
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -164,7 +165,7 @@ def _run_scenario(
 
     The load average after each round is appended to ``load_samples``.
     """
-    from grounded_sam.models import clear_model_cache
+    from grounded_sam.models.loading import clear_model_cache
     from grounded_sam.pipeline import GroundedSAM2
 
     clear_model_cache()
@@ -241,7 +242,7 @@ def _time_floor(floor: ModelFloor, image: Path, names: Sequence[str], samples: l
 
 
 def _load(image: Path) -> Any:
-    from grounded_sam.images import load_image
+    from grounded_sam.inputs.images import load_image
 
     return load_image(image)
 
@@ -346,7 +347,7 @@ def machine_info(device: Any) -> dict[str, Any]:
         "gpu": None, "precision": "fp32",
     }
     if device.type == "cuda":
-        from grounded_sam.devices import bf16_supported
+        from grounded_sam.models.devices import bf16_supported
 
         info["gpu"] = torch.cuda.get_device_name(device)
         info["precision"] = "bf16 autocast" if bf16_supported(device) else "fp32"

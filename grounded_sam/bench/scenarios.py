@@ -85,6 +85,8 @@ def parse_scenarios(text: str) -> list[Scenario]:
 
 def scripted_text(boxes_per_category: int, phrase: str = "object") -> str:
     """The detector output every prompt gets: ``phrase`` and ``boxes_per_category`` location boxes."""
+    from grounded_sam.models.testing import scripted_text as text_of
+
     if not 1 <= boxes_per_category <= len(SCRIPTED_BINS):
         raise ValueError(f"boxes_per_category must be within [1, {len(SCRIPTED_BINS)}], but got {boxes_per_category}")
-    return phrase + "".join(f"<loc_{v}>" for box in SCRIPTED_BINS[:boxes_per_category] for v in box)
+    return text_of(SCRIPTED_BINS[:boxes_per_category], phrase)

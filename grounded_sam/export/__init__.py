@@ -14,7 +14,7 @@ assembled from the per-image records one image at a time. Layout of an output fo
     manifest.jsonl                     the run's settings and one line per finished image
 """
 
-from grounded_sam.export.base import ImageRecord, LabeledImage, OutputWriter, finalize_writer
+from grounded_sam.export.base import ImageRecord, LabeledImage, OutputWriter
 from grounded_sam.export.coco import CocoWriter
 from grounded_sam.export.dataset_images import DatasetImageWriter
 from grounded_sam.export.files import atomic_write_bytes, atomic_write_text
@@ -28,5 +28,5 @@ from grounded_sam.export.yolo import YoloWriter
 __all__ = [
     "CocoWriter", "DatasetImageWriter", "ImageRecord", "JsonLabelWriter", "LabeledImage", "MaskPngWriter",
     "OutputWriter", "OverlayWriter", "VocWriter", "YoloWriter", "atomic_write_bytes", "atomic_write_text",
-    "decode_rle", "detections_to_record", "encode_mask", "finalize_writer", "record_to_detections",
+    "decode_rle", "detections_to_record", "encode_mask", "record_to_detections",
 ]

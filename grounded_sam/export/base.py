@@ -92,8 +92,7 @@ class OutputWriter(Protocol):
     ``write`` is called once per labeled image, as soon as it is done; ``finalize`` once at the end
     of a run (and again when a run resumes) with the records of every image the output folder
     holds, sorted by stem, to assemble dataset-level files (COCO JSON, ``data.yaml``) one image at
-    a time. Writers without dataset-level files return ``[]``. A ``finalize`` taking no argument
-    is still accepted by :func:`grounded_sam.batch.label_images` (see ``finalize_writer``).
+    a time. Writers without dataset-level files return ``[]``.
     """
 
     name: str
@@ -105,17 +104,3 @@ class OutputWriter(Protocol):
     def finalize(self, records: Sequence[ImageRecord]) -> list[Path]:
         """Writes dataset-level files after the last image; returns their paths."""
         ...
-
-
-def finalize_writer(writer: OutputWriter, records: Sequence[ImageRecord]) -> list[Path]:
-    """Calls ``writer.finalize(records)``, or ``writer.finalize()`` for writers written before it took records."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(writer.finalize).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C callable: assume the current protocol
-        return list(writer.finalize(records))
-    takes_records = any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
-    )
-    return list(writer.finalize(records) if takes_records else writer.finalize())

@@ -4,7 +4,7 @@ Layout::
 
     <out_dir>/crops/<class>/<stem>_<n>.png
 
-``<class>`` is the class name made file-system safe (see :func:`class_folder_names`), ``<stem>``
+``<class>`` is the class name made file-system safe (see :func:`grounded_sam.naming.class_folder_names`), ``<stem>``
 the image's output name and ``<n>`` the object's index in that image's detections, counted from
 0: the same index as in ``labels/<stem>.json``'s ``"detections"`` list, so every crop can be
 traced back to its label. When objects are filtered out (``largest_only``, ``min_area``) the
@@ -33,16 +33,15 @@ import numpy as np
 import supervision as sv
 
 from grounded_sam.errors import OptionError
-from grounded_sam.export.base import LabeledImage
+from grounded_sam.export.base import ImageRecord, LabeledImage
 from grounded_sam.export.files import atomic_write_bytes
 from grounded_sam.export.overlay import encode_png
+from grounded_sam.naming import class_folder_names, sanitize_class_name
 
 logger = logging.getLogger(__name__)
 
 RGB = tuple[int, int, int]
 
-_UNSAFE = re.compile(r"[^\w.-]+")  # as batch.sanitize_stem: \w keeps letters of every script
-_MAX_FOLDER = 100
 _NAMED_COLOURS: dict[str, RGB] = {
     "white": (255, 255, 255),
     "black": (0, 0, 0),
@@ -259,28 +258,6 @@ def fit_square(crop: np.ndarray, size: int, background: RGB | None = None) -> np
     return canvas
 
 
-def sanitize_class_name(name: str) -> str:
-    """A file-system-safe folder name for a class (``"../evil"`` -> ``"evil"``, ``"hard hat"`` -> ``"hard_hat"``)."""
-    cleaned = _UNSAFE.sub("_", str(name)).strip("._")
-    return cleaned[:_MAX_FOLDER] or "unnamed"
-
-
-def class_folder_names(class_names: Sequence[str]) -> list[str]:
-    """One distinct folder name per class, in class-id order.
-
-    Names that collide once sanitised or case-folded (``"hard hat"`` and ``"hard_hat"``,
-    ``"Truck"`` and ``"truck"``) get ``-2``, ``-3``... in class order, so classes never share a
-    folder, on case-insensitive file systems too.
-    """
-    folders: list[str] = []
-    used: set[str] = set()
-    from grounded_sam.batch import unique_name  # batch imports export.*, so not at module level
-
-    for name in class_names:
-        folders.append(unique_name(sanitize_class_name(name), used))
-    return folders
-
-
 class CropWriter:
     """Writes ``<out_dir>/crops/<class>/<stem>_<n>.png`` for every kept object (see the module docstring).
 
@@ -348,7 +325,7 @@ class CropWriter:
         logger.debug("Wrote %d crops of %s (%d objects)", len(written), item.stem, len(detections))
         return written
 
-    def finalize(self) -> list[Path]:
+    def finalize(self, records: Sequence[ImageRecord] = ()) -> list[Path]:
         return []
 
     def _remove_stale(self, stem: str, written: list[Path]) -> None:

@@ -24,9 +24,13 @@ def _temporary_beside(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically, creating parent folders. Returns the path."""
-    with atomic_open(path, "wb") as handle:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> Path:
+    """Writes ``data`` to ``path`` atomically, creating parent folders. Returns the path.
+
+    ``durable=False`` skips the ``fsync``: readers still never see half a file, but a power cut
+    may lose the write. For files rewritten at every edit of a live session, not run outputs.
+    """
+    with atomic_open(path, "wb", durable=durable) as handle:
         handle.write(data)
     return Path(path)
 
@@ -37,7 +41,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, durable: bool = True) -> Iterator[IO]:
     """Opens a temporary file for streaming a large output; renamed onto ``path`` on a clean exit.
 
     On an exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is
@@ -46,6 +50,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
     Args:
         path: The final file.
         mode: ``"w"`` (UTF-8 text) or ``"wb"``.
+        durable: ``fsync`` the file before the rename.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', but got {mode!r}")
@@ -54,8 +59,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

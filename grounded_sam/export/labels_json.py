@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from grounded_sam.detections import class_names_of, empty_detections
 from grounded_sam.export.base import ImageRecord, LabeledImage
 from grounded_sam.export.files import atomic_write_text
 from grounded_sam.export.rle import decode_rle, encode_mask, mask_area, rle_bbox_xywh
@@ -49,13 +50,13 @@ def detections_to_record(
         settings: The run's settings.
     """
     width, height = image_size
-    names = detections.data.get("class_name")
+    names = class_names_of(detections, class_names)
     items = []
     for i in range(len(detections)):
         class_id = int(detections.class_id[i]) if detections.class_id is not None else -1
         item: dict[str, Any] = {
             "class_id": class_id,
-            "class_name": str(names[i]) if names is not None else class_names[class_id],
+            "class_name": names[i],
             "score": None if detections.confidence is None else round(float(detections.confidence[i]), 5),
             "bbox_xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
         }
@@ -80,10 +81,7 @@ def record_to_detections(record: dict[str, Any]) -> sv.Detections:
     items = record["detections"]
     height, width = record["image"]["height"], record["image"]["width"]
     if not items:
-        detections = sv.Detections.empty()
-        detections.mask = np.zeros((0, height, width), dtype=bool)
-        detections.data["class_name"] = np.array([], dtype=str)
-        return detections
+        return empty_detections((width, height))
     masks = None
     if all("mask" in item for item in items):
         masks = np.stack([decode_rle(item["mask"]) for item in items])

@@ -9,7 +9,7 @@ Every pixel belongs to at most one object (``--overlap``: the higher score by de
 :mod:`grounded_sam.export.overlap`), so a class PNG is exactly the pixels of that class in the
 instance PNG. Every class gets a PNG for every image, empty where the class is absent, so each
 class folder pairs one to one with ``<out>/images/``. Class folder names are the class names made
-file-system safe (the same rule as the crops' folders).
+file-system safe (:func:`grounded_sam.naming.class_folder_names`, as the crops' folders).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from grounded_sam.export.base import ImageRecord, LabeledImage
-from grounded_sam.export.crops import class_folder_names
 from grounded_sam.export.files import atomic_write_bytes, atomic_write_text
 from grounded_sam.export.overlap import check_overlap_mode, semantic_owner_map, with_masks
+from grounded_sam.naming import class_folder_names
 
 
 def gray_png(array: np.ndarray) -> bytes:

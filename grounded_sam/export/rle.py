@@ -54,15 +54,3 @@ def rle_bbox_xywh(rle: dict[str, Any]) -> list[int]:
     from pycocotools import mask as mask_utils
 
     return [int(v) for v in mask_utils.toBbox(_compressed(rle))]
-
-
-def mask_bbox_xyxy(mask: np.ndarray) -> list[int]:
-    """Tight box ``[x1, y1, x2, y2]`` of an (H, W) bool mask, ``x2``/``y2`` one past the last pixel.
-
-    The same box as pycocotools' ``toBbox`` in corner form; ``[0, 0, 0, 0]`` for an empty mask.
-    """
-    columns = np.flatnonzero(mask.any(axis=0))
-    if columns.size == 0:
-        return [0, 0, 0, 0]
-    rows = np.flatnonzero(mask.any(axis=1))
-    return [int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1]

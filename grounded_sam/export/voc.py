@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from grounded_sam.detections import mask_box
 from grounded_sam.export.base import ImageRecord, LabeledImage
 from grounded_sam.export.dataset_images import IMAGES_DIR, dataset_image_name
 from grounded_sam.export.files import atomic_link_or_copy, atomic_write_bytes, atomic_write_text
 from grounded_sam.export.overlap import check_overlap_mode, instance_masks, semantic_owner_map, with_masks
 from grounded_sam.export.polygons import mask_to_polygons
-from grounded_sam.export.rle import mask_bbox_xyxy
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class VocWriter:
 
         objects, object_index = [], np.zeros(len(detections) + 1, dtype=np.int64)
         for i in range(len(detections)):
-            box = mask_bbox_xyxy(instances.mask[i])
+            box = mask_box(instances.mask[i])
             if box[2] <= box[0]:
                 continue  # emptied by overlap resolution
             objects.append((self.class_names[_class_ids(detections)[i]], box, mask_to_polygons(instances.mask[i], "pixel_centers")))

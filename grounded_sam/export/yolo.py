@@ -25,12 +25,12 @@ from typing import Literal
 
 import numpy as np
 
+from grounded_sam.detections import mask_box
 from grounded_sam.export.base import ImageRecord, LabeledImage
 from grounded_sam.export.dataset_images import IMAGES_DIR, dataset_image_name
 from grounded_sam.export.files import atomic_link_or_copy, atomic_write_text
 from grounded_sam.export.overlap import check_overlap_mode, instance_masks, with_masks
 from grounded_sam.export.polygons import mask_to_polygons, merge_polygons
-from grounded_sam.export.rle import mask_bbox_xyxy
 
 YoloTask = Literal["detect", "segment"]
 
@@ -54,7 +54,7 @@ def yolo_lines(
     lines = []
     for mask, class_id in zip(masks, class_ids):
         if task == "detect":
-            x1, y1, x2, y2 = mask_bbox_xyxy(mask)
+            x1, y1, x2, y2 = mask_box(mask)
             if x2 <= x1 or y2 <= y1:
                 continue
             values = [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]

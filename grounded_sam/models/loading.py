@@ -1,0 +1,75 @@
+"""Loading models once per (weights, device) and sharing them.
+
+Loading Florence-2 or SAM2 takes seconds; every front-end (CLI, app, Python API) goes through
+these functions so a model is built once per process for each (resolved weights, device).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from grounded_sam.models.devices import resolve_device
+from grounded_sam.models.weights import resolve_detector, resolve_segmenter
+
+logger = logging.getLogger(__name__)
+
+_cache: dict[tuple[str, str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def load_detector(
+    name_or_path: str | os.PathLike[str], device: str = "auto", *, models_dir: Path | None = None
+) -> Any:
+    """Returns the shared :class:`~grounded_sam.models.florence.detector.FlorenceDetector` for these weights and device.
+
+    Raises:
+        ModelNotFoundError: No weights found (see :func:`grounded_sam.models.weights.resolve_detector`).
+        ModelLoadError: Weights found but unusable.
+        DeviceError: The device is not available.
+    """
+    from grounded_sam.models.florence.detector import FlorenceDetector
+
+    torch_device = resolve_device(device)
+    weights = resolve_detector(name_or_path, models_dir=models_dir)
+    key = ("detector", str(weights.path.resolve()), str(torch_device))
+    return _load_once(key, lambda: FlorenceDetector.from_pretrained(weights.path, torch_device), weights.name)
+
+
+def load_segmenter(
+    name_or_path: str | os.PathLike[str], device: str = "auto", *, models_dir: Path | None = None
+) -> Any:
+    """Returns the shared :class:`~grounded_sam.models.sam2.segmenter.Sam2Segmenter` for these weights and device.
+
+    Raises:
+        ModelNotFoundError: No weights found (see :func:`grounded_sam.models.weights.resolve_segmenter`).
+        ModelLoadError: Weights found but unusable.
+        DeviceError: The device is not available.
+    """
+    from grounded_sam.models.sam2.segmenter import Sam2Segmenter
+
+    torch_device = resolve_device(device)
+    weights = resolve_segmenter(name_or_path, models_dir=models_dir)
+    key = ("segmenter", f"{weights.checkpoint.resolve()}|{weights.config.resolve()}", str(torch_device))
+    return _load_once(
+        key, lambda: Sam2Segmenter.from_checkpoint(weights.checkpoint, weights.config, torch_device), weights.name
+    )
+
+
+def _load_once(key: tuple[str, str, str], build: Any, name: str) -> Any:
+    with _lock:
+        if key not in _cache:
+            started = time.perf_counter()
+            _cache[key] = build()
+            logger.info("Loaded %s %s on %s in %.1f s", key[0], name, key[2], time.perf_counter() - started)
+        return _cache[key]
+
+
+def clear_model_cache() -> None:
+    """Forgets every loaded model (their memory is freed once nothing else holds them)."""
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,352 @@
+"""Randomly initialised models from the real architectures, saved in the real on-disk layouts.
+
+No real weights can be downloaded in CI, so tests and smoke benchmarks build these and load them
+through the real loaders (:mod:`grounded_sam.models.loading`). Presets:
+
+* ``tiny``: seconds to build and run on a CPU; for tests.
+* ``base`` / ``base-plus``: the Florence-2-base and SAM2.1 hiera-base-plus shapes, for timing
+  the real compute cost when real weights are absent.
+
+Random weights give arbitrary boxes; tests that need known boxes constrain Florence-2's
+generation (``prefix_allowed_tokens_fn``), or build a *scripted* Florence-2 whose decoder emits a
+fixed text (:func:`scripted_text`, :data:`SCRIPTED_TEXT`) for every prompt, and then run the real
+SAM2. :func:`build_test_models` builds the set the tests, the memory script and the app's test
+server share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+FlorencePreset = Literal["tiny", "base"]
+Sam2Preset = Literal["tiny", "base-plus"]
+
+#: Two boxes every prompt of the scripted test detector finds: (x1, y1, x2, y2) Florence-2 location bins.
+SCRIPTED_BINS: tuple[tuple[int, int, int, int], ...] = ((100, 150, 450, 700), (550, 300, 900, 850))
+
+
+def scripted_text(bins: tuple[tuple[int, int, int, int], ...] = SCRIPTED_BINS, phrase: str = "object") -> str:
+    """Florence-2 output text naming ``phrase`` once, then four location tokens per box of ``bins``."""
+    return phrase + "".join(f"<loc_{v}>" for box in bins for v in box)
+
+
+#: What the scripted test detector emits for every prompt.
+SCRIPTED_TEXT = scripted_text()
+
+# Florence-2's extra vocabulary: 1000 location bins, the task/structure tokens, and <image>.
+FLORENCE_TASK_TOKENS = (
+    "<od>", "</od>", "<ocr>", "</ocr>", "<cap>", "</cap>", "<ncap>", "</ncap>", "<dcap>", "</dcap>",
+    "<grounding>", "</grounding>", "<seg>", "</seg>", "<sep>", "<region_cap>", "</region_cap>",
+    "<region_to_desciption>", "</region_to_desciption>", "<proposal>", "</proposal>", "<poly>", "</poly>", "<and>",
+)
+_CORPUS = (
+    "Locate the phrases in the caption: Locate the in the image. What does the image describe? "
+    "Locate the objects with category name in the image. person helmet forklift truck tire car cars wheel "
+    "window door road building tree sky dog cat bottle apple banana orange box bag shelf groceries "
+    "yellow hard hat red blue green white black big small left right people bicycle bus sign light"
+)
+
+
+def build_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer carrying Florence-2's special tokens (``<loc_0>``..``<loc_999>``, tasks, ``<image>``).
+
+    Returns:
+        A ``transformers`` BART (RoBERTa-style) tokenizer with ``image_token`` set.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator([_CORPUS] * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=specials, show_progress=False)
+    model = trainer.get_vocab()
+    merges = _merges_of(trainer)
+    tokenizer = RobertaTokenizer(vocab=model, merges=merges, extra_special_tokens={"image_token": "<image>"})
+    tokenizer.add_tokens(list(FLORENCE_TASK_TOKENS) + [f"<loc_{i}>" for i in range(1000)], special_tokens=True)
+    return tokenizer
+
+
+def _merges_of(trainer) -> list[tuple[str, str]]:
+    import json
+
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+            for m in json.loads(trainer.to_str())["model"]["merges"]]
+
+
+def build_random_florence2(
+    out_dir: str | os.PathLike[str], preset: FlorencePreset = "tiny", seed: int = 0, scripted_output: str | None = None
+) -> Path:
+    """Writes a random Florence-2 (model + processor) with ``save_pretrained`` into ``out_dir``.
+
+    Args:
+        out_dir: Folder to write.
+        preset: ``tiny`` (tests) or ``base`` (Florence-2-base shapes).
+        seed: Seed of the random initialisation.
+        scripted_output: If given, the decoder's weights are set so that it generates exactly this
+            text (e.g. ``"object<loc_10><loc_20><loc_500><loc_600>"``) for every prompt and image,
+            through the ordinary ``generate`` path: see :func:`script_florence2_output`.
+
+    Returns:
+        ``out_dir`` as a Path; load it with ``FlorenceDetector.from_pretrained`` or by path.
+    """
+    import torch
+    from transformers import (
+        BartConfig,
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
+
+    out = Path(out_dir)
+    tokenizer = build_tokenizer()
+    if preset == "tiny":
+        image_size, d_model, layers, heads, ffn = 64, 32, 1, 2, 64
+        vision = dict(depths=[1, 1, 1, 1], embed_dim=[8, 16, 32, 64], num_heads=[1, 1, 2, 4], num_groups=[1, 1, 2, 4],
+                      window_size=2, projection_dim=d_model, drop_path_rate=0.0, max_position_embeddings=8)
+        vocab_size = len(tokenizer)
+    elif preset == "base":
+        image_size, d_model, layers, heads, ffn = 768, 768, 6, 12, 3072
+        vision = dict(depths=[1, 1, 9, 1], embed_dim=[128, 256, 512, 1024], num_heads=[4, 8, 16, 32],
+                      num_groups=[4, 8, 16, 32], window_size=12, projection_dim=d_model, drop_path_rate=0.0)
+        vocab_size = max(51289, len(tokenizer))
+    else:
+        raise ValueError(f"preset must be 'tiny' or 'base', but got {preset!r}")
+    grid = image_size // 32
+    text = BartConfig(
+        vocab_size=vocab_size, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id, scale_embedding=False,
+    )
+    config = Florence2Config(text_config=text.to_dict(), vision_config=vision, image_token_id=tokenizer.image_token_id)
+    torch.manual_seed(seed)
+    model = Florence2ForConditionalGeneration(config).eval()
+    if scripted_output is not None:
+        script_florence2_output(model, tokenizer, scripted_output, seed=seed)
+    image_processor = CLIPImageProcessor(
+        size={"height": image_size, "width": image_size}, crop_size={"height": image_size, "width": image_size},
+        do_center_crop=False, image_seq_length=grid * grid + 1, do_convert_rgb=True,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    )
+    # Real checkpoints ship the post-processor's task table; keep it so processor.post_process_generation works.
+    post_processor_config = {"phrase_grounding": {}, "description_with_bboxes": {}, "pure_text": {}}
+    processor = Florence2Processor(
+        image_processor=image_processor, tokenizer=tokenizer, post_processor_config=post_processor_config
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    logger.info("Wrote a random %s Florence-2 to %s", preset, out)
+    return out
+
+
+def script_florence2_output(model, tokenizer, text: str, seed: int = 0) -> None:
+    """Sets a Florence-2's decoder weights so that it always generates ``<s>text</s>``.
+
+    The decoder's attention and feed-forward outputs are zeroed, so each step's hidden state is
+    the layer-normed sum of its input token's embedding and its position embedding. Token
+    embeddings (tied with the LM head) become random unit directions of equal norm, and the
+    position embedding of step ``t`` points, ten times stronger, at the ``t``-th target token: the
+    LM head then ranks that token first at every step, greedy or beam search alike. The vision
+    tower and the encoder keep their random weights and still run at full cost.
+
+    Args:
+        model: A ``Florence2ForConditionalGeneration`` (modified in place).
+        tokenizer: Its tokenizer.
+        text: What to generate, location tokens included.
+        seed: Seed of the embedding directions.
+    """
+    import torch
+
+    target = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+    language_model = model.model.language_model
+    decoder = language_model.decoder
+    positions = decoder.embed_positions
+    if len(target) > positions.weight.shape[0] - positions.offset:
+        raise ValueError(f"The scripted output is {len(target)} tokens; the decoder has only {positions.weight.shape[0]} positions.")
+    with torch.no_grad():
+        embeddings = language_model.shared.weight
+        generator = torch.Generator().manual_seed(seed)
+        directions = torch.randn(embeddings.shape, generator=generator)
+        directions -= directions.mean(dim=1, keepdim=True)  # LayerNorm removes the mean anyway
+        directions /= directions.norm(dim=1, keepdim=True)
+        embeddings.copy_(directions * 0.1)
+        for layer in decoder.layers:
+            for linear in (layer.self_attn.out_proj, layer.encoder_attn.out_proj, layer.fc2):
+                linear.weight.zero_()
+                linear.bias.zero_()
+        positions.weight.zero_()
+        for step in range(positions.weight.shape[0] - positions.offset):
+            token = target[step] if step < len(target) else tokenizer.eos_token_id
+            positions.weight[step + positions.offset] = directions[token] * 10.0
+
+
+def _tiny_sam2_yaml() -> str:
+    """A small SAM2.1 model config: real architecture, image size 1024, a few thousand parameters per block."""
+    return """\
+# Tiny random SAM2.1 for tests: the real classes, small widths. Image size stays 1024.
+model:
+  _target_: sam2.modeling.sam2_base.SAM2Base
+  image_encoder:
+    _target_: sam2.modeling.backbones.image_encoder.ImageEncoder
+    scalp: 1
+    trunk:
+      _target_: sam2.modeling.backbones.hieradet.Hiera
+      embed_dim: 8
+      num_heads: 1
+      stages: [1, 2, 1, 1]
+      global_att_blocks: [2]  # block 2 is inside stage 2, never a stage's first block
+      window_pos_embed_bkg_spatial_size: [7, 7]
+    neck:
+      _target_: sam2.modeling.backbones.image_encoder.FpnNeck
+      position_encoding:
+        _target_: sam2.modeling.position_encoding.PositionEmbeddingSine
+        num_pos_feats: 32
+        normalize: true
+        scale: null
+        temperature: 10000
+      d_model: 32
+      backbone_channel_list: [64, 32, 16, 8]
+      fpn_top_down_levels: [2, 3]
+      fpn_interp_model: nearest
+  memory_attention:
+    _target_: sam2.modeling.memory_attention.MemoryAttention
+    d_model: 32
+    pos_enc_at_input: true
+    layer:
+      _target_: sam2.modeling.memory_attention.MemoryAttentionLayer
+      activation: relu
+      dim_feedforward: 64
+      dropout: 0.1
+      pos_enc_at_attn: false
+      self_attention:
+        _target_: sam2.modeling.sam.transformer.RoPEAttention
+        rope_theta: 10000.0
+        feat_sizes: [64, 64]
+        embedding_dim: 32
+        num_heads: 1
+        downsample_rate: 1
+        dropout: 0.1
+      d_model: 32
+      pos_enc_at_cross_attn_keys: true
+      pos_enc_at_cross_attn_queries: false
+      cross_attention:
+        _target_: sam2.modeling.sam.transformer.RoPEAttention
+        rope_theta: 10000.0
+        feat_sizes: [64, 64]
+        rope_k_repeat: true
+        embedding_dim: 32
+        num_heads: 1
+        downsample_rate: 1
+        dropout: 0.1
+        kv_in_dim: 16
+    num_layers: 1
+  memory_encoder:
+    _target_: sam2.modeling.memory_encoder.MemoryEncoder
+    out_dim: 16
+    in_dim: 32
+    position_encoding:
+      _target_: sam2.modeling.position_encoding.PositionEmbeddingSine
+      num_pos_feats: 16
+      normalize: true
+      scale: null
+      temperature: 10000
+    mask_downsampler:
+      _target_: sam2.modeling.memory_encoder.MaskDownSampler
+      kernel_size: 3
+      stride: 2
+      padding: 1
+      embed_dim: 32
+    fuser:
+      _target_: sam2.modeling.memory_encoder.Fuser
+      layer:
+        _target_: sam2.modeling.memory_encoder.CXBlock
+        dim: 32
+        kernel_size: 7
+        padding: 3
+        layer_scale_init_value: 1e-6
+        use_dwconv: true
+      num_layers: 1
+  num_maskmem: 7
+  image_size: 1024
+  sigmoid_scale_for_mem_enc: 20.0
+  sigmoid_bias_for_mem_enc: -10.0
+  use_mask_input_as_output_without_sam: true
+  directly_add_no_mem_embed: true
+  no_obj_embed_spatial: true
+  use_high_res_features_in_sam: true
+  multimask_output_in_sam: true
+  iou_prediction_use_sigmoid: true
+  use_obj_ptrs_in_encoder: true
+  add_tpos_enc_to_obj_ptrs: true
+  proj_tpos_enc_in_obj_ptrs: true
+  use_signed_tpos_enc_to_obj_ptrs: true
+  only_obj_ptrs_in_the_past_for_eval: true
+  pred_obj_scores: true
+  pred_obj_scores_mlp: true
+  fixed_no_obj_ptr: true
+  multimask_output_for_tracking: true
+  use_multimask_token_for_obj_ptr: true
+  multimask_min_pt_num: 0
+  multimask_max_pt_num: 1
+  use_mlp_for_obj_ptr_proj: true
+  compile_image_encoder: false
+"""
+
+
+def build_random_sam2(checkpoint: str | os.PathLike[str], preset: Sam2Preset = "tiny", seed: int = 0) -> Path:
+    """Writes a random SAM2.1 checkpoint as Meta publishes it: ``{"model": state_dict}``.
+
+    For ``tiny`` the model config goes beside the checkpoint (same stem, ``.yaml``); for
+    ``base-plus`` the checkpoint should be named ``sam2.1_hiera_base_plus.pt`` so its config comes
+    from the ``sam2`` package, as for real weights.
+
+    Returns:
+        The checkpoint path.
+    """
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from grounded_sam.models.weights import sam2_package_config
+
+    path = Path(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if preset == "tiny":
+        config_path = path.with_suffix(".yaml")
+        config_path.write_text(_tiny_sam2_yaml())
+    elif preset == "base-plus":
+        config_path = sam2_package_config("configs/sam2.1/sam2.1_hiera_b+.yaml")
+    else:
+        raise ValueError(f"preset must be 'tiny' or 'base-plus', but got {preset!r}")
+    torch.manual_seed(seed)
+    model = instantiate(OmegaConf.load(config_path).model, _recursive_=True)
+    torch.save({"model": model.state_dict()}, path)
+    logger.info("Wrote a random %s SAM2.1 checkpoint to %s", preset, path)
+    return path
+
+
+def build_test_models(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """The tiny test models, built into ``root`` (skipping any already there).
+
+    Returns:
+        ``florence`` (random weights), ``florence_scripted`` (emits :data:`SCRIPTED_TEXT` for every
+        prompt) and ``sam2`` (a ``.pt`` checkpoint with its ``.yaml`` config beside it).
+    """
+    root = Path(root)
+    paths = {"florence": root / "florence-tiny", "florence_scripted": root / "florence-scripted",
+             "sam2": root / "sam2" / "sam2-tiny.pt"}
+    if not (paths["florence"] / "config.json").is_file():
+        build_random_florence2(paths["florence"])
+    if not (paths["florence_scripted"] / "config.json").is_file():
+        build_random_florence2(paths["florence_scripted"], scripted_output=SCRIPTED_TEXT)
+    if not paths["sam2"].is_file():
+        build_random_sam2(paths["sam2"])
+    return paths

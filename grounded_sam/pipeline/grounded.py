@@ -1,0 +1,163 @@
+"""Category prompts -> Florence-2 boxes -> SAM2 masks, as one call.
+
+>>> pipe = GroundedSAM2(detector="florence-2-base", segmenter="sam2.1-hiera-base-plus", device="auto")
+>>> detections = pipe("truck.jpg", ["truck", "tire"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import supervision as sv
+
+from grounded_sam.categories import Categories, CategoriesLike, parse_categories
+from grounded_sam.detections import empty_detections
+from grounded_sam.errors import OptionError
+from grounded_sam.inputs.images import ImageSource, load_image
+from grounded_sam.models.loading import load_detector, load_segmenter
+from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
+from grounded_sam.pipeline.options import PipelineOptions, PipelineSettings, StageTimes
+from grounded_sam.pipeline.postprocess import apply_nms, drop_duplicate_boxes, filter_min_score, sanitize_boxes
+
+logger = logging.getLogger(__name__)
+
+
+class GroundedSAM2:
+    """Text prompts to instance masks: Florence-2 finds boxes, SAM2 turns each into a mask.
+
+    Models load lazily on first use and are shared per (weights, device) across instances.
+
+    Args:
+        detector: Registry name (``florence-2-base``, ``florence-2-large``) or a local folder.
+        segmenter: Registry name (``sam2.1-hiera-*``) or a local ``.pt`` checkpoint.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        models_dir: Where local weights live; defaults to the project's ``models/``.
+        **options: Fields of :class:`PipelineOptions` (``min_score``, ``nms``, ...).
+    """
+
+    def __init__(
+        self,
+        detector: str | os.PathLike[str] = DEFAULT_DETECTOR,
+        segmenter: str | os.PathLike[str] = DEFAULT_SEGMENTER,
+        device: str = "auto",
+        *,
+        models_dir: Path | None = None,
+        **options: Any,
+    ) -> None:
+        self.detector_name = detector
+        self.segmenter_name = segmenter
+        self.device = device
+        self.models_dir = models_dir
+        self.options = PipelineOptions(**options)
+        self.last_times = StageTimes()
+
+    def settings(self) -> PipelineSettings:
+        """The models, device and options this pipeline runs with (see :class:`PipelineSettings`)."""
+        return PipelineSettings(str(self.detector_name), str(self.segmenter_name), str(self.device), self.options)
+
+    @property
+    def detector(self) -> Any:
+        """The loaded :class:`~grounded_sam.models.florence.detector.FlorenceDetector` (loads on first access)."""
+        return load_detector(self.detector_name, self.device, models_dir=self.models_dir)
+
+    @property
+    def segmenter(self) -> Any:
+        """The loaded :class:`~grounded_sam.models.sam2.segmenter.Sam2Segmenter` (loads on first access)."""
+        return load_segmenter(self.segmenter_name, self.device, models_dir=self.models_dir)
+
+    def __call__(self, image: ImageSource, categories: CategoriesLike, **overrides: Any) -> sv.Detections:
+        """Labels one image.
+
+        Args:
+            image: A path, bytes, file object, PIL image or (H, W, 3) uint8 RGB array.
+            categories: ``"person, helmet"``, ``"yellow hard hat: helmet"``, a list or a mapping.
+            **overrides: :class:`PipelineOptions` fields for this call only.
+
+        Returns:
+            ``sv.Detections`` with ``xyxy`` (N, 4) float32 pixels, ``mask`` (N, H, W) bool,
+            ``class_id`` (N,) int in the order of the categories, ``data["class_name"]`` and
+            ``confidence`` (N,) float32: SAM2's predicted IoU (Florence-2 gives no scores).
+            ``metadata`` holds ``class_names`` (every class, in order) and ``image_size`` (w, h).
+
+        Raises:
+            CategoryError, ImageLoadError, ModelNotFoundError, ModelLoadError, DeviceError, OptionError.
+        """
+        return self.predict(image, categories, **overrides)
+
+    def predict(
+        self,
+        image: ImageSource,
+        categories: CategoriesLike,
+        *,
+        prefix_allowed_tokens_fn: Any = None,
+        **overrides: Any,
+    ) -> sv.Detections:
+        """Same as calling the pipeline; ``prefix_allowed_tokens_fn`` constrains Florence-2 (tests)."""
+        unknown = set(overrides) - set(PipelineOptions.__dataclass_fields__)
+        if unknown:
+            raise OptionError(
+                f"Unknown option(s) {sorted(unknown)}: expected {sorted(PipelineOptions.__dataclass_fields__)}."
+            )
+        options = replace(self.options, **overrides) if overrides else self.options
+        parsed = parse_categories(categories)
+        times = StageTimes()
+
+        started = time.perf_counter()
+        rgb = load_image(image)
+        height, width = rgb.shape[:2]
+        times.load_image = time.perf_counter() - started
+
+        started = time.perf_counter()
+        boxes = self.detector.detect(
+            rgb, parsed, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+        )
+        boxes = drop_duplicate_boxes(sanitize_boxes(boxes, (width, height), options.min_box_side))
+        times.detect = time.perf_counter() - started
+
+        started = time.perf_counter()
+        if len(boxes) == 0:
+            detections = empty_detections((width, height))
+        else:
+            detections = self.segmenter.segment(rgb, boxes, box_chunk_size=options.box_chunk_size)
+        times.segment = time.perf_counter() - started
+
+        started = time.perf_counter()
+        detections = _finish(detections, parsed, options, (width, height))
+        times.postprocess = time.perf_counter() - started
+        self.last_times = times
+        detections.metadata["timings_s"] = times.as_dict()
+        return detections
+
+
+def _finish(
+    detections: sv.Detections, categories: Categories, options: PipelineOptions, image_size: tuple[int, int]
+) -> sv.Detections:
+    """Drops empty masks, applies the score threshold and NMS, and attaches metadata."""
+    if len(detections):
+        non_empty = detections.mask.reshape(len(detections), -1).any(axis=1)
+        if not non_empty.all():
+            logger.debug("Dropping %d boxes whose SAM2 mask is empty", int((~non_empty).sum()))
+        detections = detections[non_empty]
+    detections = filter_min_score(detections, options.min_score)
+    detections = apply_nms(detections, options.nms, options.nms_iou)
+    detections.metadata["class_names"] = list(categories.class_names)
+    detections.metadata["image_size"] = image_size
+    return detections
+
+
+def label_image(image: ImageSource, categories: CategoriesLike, **kwargs: Any) -> sv.Detections:
+    """One-shot helper: ``GroundedSAM2(**model_kwargs)(image, categories)``.
+
+    ``detector``, ``segmenter``, ``device`` and ``models_dir`` in ``kwargs`` pick the models;
+    the rest are :class:`PipelineOptions` fields.
+    """
+    model_keys = {"detector", "segmenter", "device", "models_dir"}
+    pipe = GroundedSAM2(**{k: v for k, v in kwargs.items() if k in model_keys},
+                        **{k: v for k, v in kwargs.items() if k not in model_keys})
+    return pipe(image, categories)

@@ -1,0 +1,471 @@
+"""Labeling many images: collect inputs, name outputs uniquely, write each image as it is done.
+
+Two entry points share one loop:
+
+* :func:`run_labeling`, for the CLI and the app: a whole folder run into an output folder, with
+  the dataset formats, the manifest (resume, refusal of other settings, ``force``), Ctrl-C handling
+  and the dataset-level files assembled at the end.
+* :func:`label_images`, the bare loop over a list of writers (no manifest).
+
+One failed image is recorded with its reason and never stops the run; every image's outputs are
+written as soon as it is labeled (atomically), and nothing is held back in memory: once an image
+is done only its small record remains, and dataset-level files are assembled from the per-image
+JSON files one image at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from grounded_sam.categories import Categories, CategoriesLike, parse_categories
+from grounded_sam.errors import GroundedSamError, InputError
+from grounded_sam.export.base import ImageRecord, LabeledImage, OutputWriter
+from grounded_sam.export.formats import build_writers, parse_formats
+from grounded_sam.inputs.images import IMAGE_EXTENSIONS, is_image_path, load_image
+from grounded_sam.naming import sanitize_stem, unique_name
+
+logger = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image to label.
+
+    Attributes:
+        path: The file.
+        relative: Its path relative to the folder it was found in (just the name for a file
+            given directly); the output name derives from it.
+    """
+
+    path: Path
+    relative: PurePath
+
+
+@dataclass
+class ImageOutcome:
+    """What happened to one image.
+
+    Attributes:
+        source: The input path.
+        stem: Its output name.
+        ok: Labeled now, or earlier (``skipped``).
+        error: Why it failed.
+        num_detections: Objects found.
+        outputs: Files written for it (for a skipped image, those written by the earlier run).
+        seconds: Time it took.
+        skipped: Already labeled with the same settings by an earlier run into the same folder.
+    """
+
+    source: str
+    stem: str
+    ok: bool
+    error: str | None = None
+    num_detections: int = 0
+    outputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: bool = False
+
+
+@dataclass
+class BatchSummary:
+    """The result of a run: every image's outcome, in input order.
+
+    Attributes:
+        outcomes: One per image reached (all of them unless the run was interrupted).
+        dataset_outputs: Dataset-level files written at the end (COCO JSON, ``data.yaml``...).
+        total: Images the run was given.
+        out_dir: The output folder (for :func:`run_labeling`).
+        interrupted: Stopped early (Ctrl-C, or ``should_stop``); a rerun resumes.
+    """
+
+    outcomes: list[ImageOutcome] = field(default_factory=list)
+    dataset_outputs: list[str] = field(default_factory=list)
+    total: int | None = None
+    out_dir: Path | None = None
+    interrupted: bool = False
+
+    @property
+    def labeled(self) -> list[ImageOutcome]:
+        """Images labeled by this run."""
+        return [o for o in self.outcomes if o.ok and not o.skipped]
+
+    @property
+    def skipped(self) -> list[ImageOutcome]:
+        """Images an earlier run had already labeled with the same settings."""
+        return [o for o in self.outcomes if o.skipped]
+
+    @property
+    def failed(self) -> list[ImageOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    def as_text(self) -> str:
+        """A short human-readable report: counts, failures with reasons, and where outputs are."""
+        total = self.total if self.total is not None else len(self.outcomes)
+        objects = sum(o.num_detections for o in self.labeled)
+        lines = [f"Labeled {len(self.labeled)} of {total} images ({objects} objects)."]
+        if self.skipped:
+            lines.append(f"Skipped {len(self.skipped)} already labeled by an earlier run with the same settings.")
+        if self.failed:
+            lines.append(f"Failed {len(self.failed)}:")
+            lines.extend(f"  {o.source}: {o.error}" for o in self.failed)
+        if self.interrupted:
+            lines.append(f"Interrupted after {len(self.outcomes)} of {total} images: "
+                         "run the same command again to resume.")
+        if self.out_dir is not None:
+            lines.append(f"Outputs in {self.out_dir}/")
+            lines.extend(f"  {_display(p, self.out_dir)}" for p in self.dataset_outputs)
+        return "\n".join(lines)
+
+
+def _display(path: str, out_dir: Path) -> str:
+    try:
+        return Path(path).relative_to(out_dir).as_posix()
+    except ValueError:
+        return path
+
+
+# ------------------------------------------------------------------------------------ inputs and names
+
+
+def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> list[InputImage]:
+    """Expands files and folders into the images to label.
+
+    Folders are searched recursively for image extensions (any letter case, see
+    :data:`grounded_sam.inputs.images.IMAGE_EXTENSIONS`), hidden files and folders skipped, in sorted
+    order. A file given directly is always taken, whatever its suffix, so a bad file is reported
+    rather than silently skipped.
+
+    Raises:
+        InputError: An input does not exist, or nothing at all was found.
+    """
+    inputs = list(inputs)
+    found: list[InputImage] = []
+    seen: set[Path] = set()
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                relative = file.relative_to(path)
+                if any(part.startswith(".") for part in relative.parts) or not is_image_path(file):
+                    continue
+                if file.resolve() not in seen:
+                    seen.add(file.resolve())
+                    found.append(InputImage(file, relative))
+        elif path.is_file():
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append(InputImage(path, PurePath(path.name)))
+        else:
+            raise InputError(f"Input {raw} does not exist: expected an image file or a folder of images.")
+    if not found:
+        listed = ", ".join(str(i) for i in inputs)
+        raise InputError(f"No images found in {listed}: looked for files ending in {', '.join(sorted(IMAGE_EXTENSIONS))}.")
+    return found
+
+
+def source_key(path: str | os.PathLike[str]) -> str:
+    """How the manifest names an input: its absolute path with links resolved."""
+    return str(Path(path).resolve())
+
+
+def assign_stems(images: Sequence[InputImage], known: Mapping[str, str] | None = None) -> list[str]:
+    """Unique, sanitised output names in input order; repeats get ``-2``, ``-3``... (case-insensitively).
+
+    Args:
+        images: The inputs.
+        known: :func:`source_key` -> stem from an earlier run into the same folder: those sources
+            keep their names, and no new source takes one of them.
+    """
+    known = dict(known or {})
+    stems: list[str] = []
+    used = {stem.casefold() for stem in known.values()}
+    for image in images:
+        if known:
+            earlier = known.get(source_key(image.path))
+            if earlier is not None:
+                stems.append(earlier)
+                continue
+        stems.append(unique_name(sanitize_stem(image.relative), used))
+    return stems
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------ the loop
+
+ProgressCallback = Callable[[int, int, ImageOutcome], None]
+
+
+
+class _Loop:
+    """Labels images one by one; shared by :func:`label_images` and :func:`run_labeling`."""
+
+    def __init__(
+        self, pipe: Any, categories: Categories, writers: Sequence[OutputWriter], settings: dict[str, Any],
+        *, out_dir: Path | None = None, manifest: Any = None,
+    ) -> None:
+        self.pipe, self.categories, self.writers, self.settings = pipe, categories, writers, settings
+        self.out_dir, self.manifest = out_dir, manifest
+        self.records: list[ImageRecord] = []  # without a manifest: the images labeled, for finalize
+
+    def run(
+        self, images: Sequence[InputImage], stems: Sequence[str], summary: BatchSummary,
+        on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
+    ) -> None:
+        for index, (image, stem) in enumerate(zip(images, stems), start=1):
+            if should_stop is not None and should_stop():
+                summary.interrupted = True
+                return
+            outcome = self.one(image, stem)
+            summary.outcomes.append(outcome)
+            if on_progress is not None:
+                on_progress(index, len(images), outcome)
+
+    def one(self, image: InputImage, stem: str) -> ImageOutcome:
+        started = time.perf_counter()
+        outcome = ImageOutcome(source=str(image.path), stem=stem, ok=False)
+        key = source_key(image.path) if self.manifest is not None else str(image.path)
+        previous = self.manifest.previous(key) if self.manifest is not None else None
+        digest = None
+        written: list[Path] = []
+        height = width = None
+        try:
+            if self.manifest is not None:
+                digest = file_sha256(image.path)
+                # Done, unchanged, and its files still there (someone may have deleted some): skip it.
+                if self.manifest.is_done(key, digest) and all(self._absolute(p).is_file() for p in previous.outputs):
+                    outcome.ok, outcome.skipped, outcome.num_detections = True, True, previous.detections
+                    outcome.outputs = [str(self._absolute(p)) for p in previous.outputs]
+                    return outcome
+            rgb = load_image(image.path)
+            height, width = rgb.shape[:2]
+            detections = self.pipe(rgb, self.categories)
+            item = LabeledImage(str(image.path), stem, rgb, detections, self.categories.class_names,
+                                dict(self.settings), source_path=image.path)
+            for writer in self.writers:
+                written.extend(writer.write(item))
+            outcome.ok, outcome.num_detections = True, len(detections)
+        except GroundedSamError as exc:
+            outcome.error = str(exc)
+            logger.warning("Skipped %s: %s", image.path, exc)
+        except Exception as exc:
+            # A model or I/O failure on one image (out of memory on a huge one, a full disk for one
+            # file, a writer's bug on an odd mask) is recorded for that image, with its traceback in
+            # the log, and the run goes on: one image must never cost the other ten thousand.
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("Failed on %s", image.path)
+        if not outcome.ok:
+            # A failed image leaves nothing behind: no dataset may list half of it.
+            for path in written:
+                Path(path).unlink(missing_ok=True)
+            written = []
+        outcome.seconds = time.perf_counter() - started
+        outcome.outputs = [str(p) for p in written]
+        record = self._record(key, stem, digest, outcome, written, width, height)
+        if self.manifest is None:
+            if record.ok:
+                self.records.append(record)
+        else:
+            self._remove_stale(previous, record)
+            self.manifest.record(record)  # last: the line promises every output above is complete
+        return outcome
+
+    def _relative(self, path: Path) -> str:
+        if self.out_dir is not None:
+            try:
+                return Path(path).relative_to(self.out_dir).as_posix()
+            except ValueError:
+                pass
+        return str(Path(path).resolve())
+
+    def _absolute(self, relative: str) -> Path:
+        return Path(relative) if self.out_dir is None else self.out_dir / relative
+
+    def _record(
+        self, key: str, stem: str, digest: str | None, outcome: ImageOutcome, written: list[Path],
+        width: int | None, height: int | None,
+    ) -> ImageRecord:
+        outputs = tuple(self._relative(p) for p in written) if outcome.ok else ()
+        return ImageRecord(
+            source=key, stem=stem, status="ok" if outcome.ok else "failed", sha256=digest, error=outcome.error,
+            width=width, height=height, detections=outcome.num_detections,
+            labels=next((p for p in outputs if PurePath(p).parts[-2:] == ("labels", f"{stem}.json")), None),
+            image_file=next((p for p in outputs if PurePath(p).parent.name == "images"), None),
+            outputs=outputs, seconds=round(outcome.seconds, 3),
+        )
+
+    def _remove_stale(self, previous: ImageRecord | None, record: ImageRecord) -> None:
+        """Deletes what an earlier run wrote for this source and this run did not (a changed or now failing file)."""
+        if previous is None or self.out_dir is None:
+            return
+        for relative in set(previous.outputs) - set(record.outputs):
+            path = self.out_dir / relative
+            # Only files inside the output folder, whatever the manifest says.
+            if ".." not in PurePath(relative).parts and not PurePath(relative).is_absolute() and path.is_file():
+                path.unlink()
+                logger.info("Removed %s, written for an earlier version of %s", relative, record.source)
+
+
+def label_images(
+    pipe: Any,
+    images: Sequence[InputImage],
+    categories: CategoriesLike,
+    writers: Sequence[OutputWriter],
+    *,
+    settings: dict[str, Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> BatchSummary:
+    """Labels images one by one and writes each one's outputs as soon as it is done (no manifest).
+
+    Args:
+        pipe: A :class:`~grounded_sam.pipeline.GroundedSAM2` (anything callable as ``pipe(image, categories)``).
+        images: From :func:`collect_images`.
+        categories: Parsed once for the whole run.
+        writers: Output writers; each gets every labeled image, then ``finalize(records)`` with the
+            records of the images labeled now, sorted by stem.
+        settings: Recorded in the outputs.
+        on_progress: Called after each image with ``(done, total, outcome)``.
+        should_stop: Checked before each image; True ends the run early (``summary.interrupted``).
+
+    Returns:
+        Every image's outcome. Errors of one image are caught and recorded; KeyboardInterrupt is not.
+    """
+    parsed = parse_categories(categories)
+    summary = BatchSummary(total=len(images))
+    stems = assign_stems(images)
+    loop = _Loop(pipe, parsed, writers, dict(settings or {}))
+    loop.run(images, stems, summary, on_progress, should_stop)
+    records = sorted(loop.records, key=lambda r: r.stem)
+    for writer in writers:
+        summary.dataset_outputs.extend(str(p) for p in writer.finalize(records))
+    return summary
+
+
+# ------------------------------------------------------------------------------------ a whole run
+
+
+def pipeline_settings(pipe: Any) -> dict[str, Any]:
+    """What a run records of its pipeline: :meth:`~grounded_sam.pipeline.GroundedSAM2.settings` without the
+    device, or nothing for any other ``pipe(rgb, categories)`` callable (test doubles, edited labels)."""
+    settings = getattr(pipe, "settings", None)
+    return settings().as_dict() if callable(settings) else {}
+
+
+def run_labeling(
+    pipe: Any,
+    inputs: Sequence[str | os.PathLike[str]] | Sequence[InputImage],
+    categories: CategoriesLike,
+    out_dir: str | os.PathLike[str],
+    *,
+    formats: str | Iterable[str] | None = (),
+    plot: bool = False,
+    overlap: str = "auto",
+    coco_masks: str = "rle",
+    force: bool = False,
+    settings: Mapping[str, Any] | None = None,
+    extra_writers: Sequence[OutputWriter] = (),
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> BatchSummary:
+    """Labels files and folders into ``out_dir``: per-image outputs as each image is done, datasets at the end.
+
+    Writes ``labels/<stem>.json`` for every image, plus ``images/`` and the asked ``formats``
+    (see :mod:`grounded_sam.export`), ``overlays/`` with ``plot``, and ``manifest.jsonl`` (see
+    :mod:`grounded_sam.runs.manifest`). Running it again with the same settings resumes; with other
+    settings it is refused unless ``force``.
+
+    Args:
+        pipe: A :class:`~grounded_sam.pipeline.GroundedSAM2` (or any ``pipe(rgb, categories)``).
+        inputs: Image files and folders (searched recursively), or :class:`InputImage` items.
+        categories: The category prompts.
+        out_dir: The output folder.
+        formats: Any of :data:`FORMATS` (``"coco,yolo"``, a list, or ``"all"``).
+        plot: Also write an overlay PNG per image.
+        overlap: ``auto``, ``score`` or ``order``; see :mod:`grounded_sam.export.overlap`.
+        coco_masks: ``rle`` (exact) or ``polygon``.
+        force: Delete the previous outputs of this tool in ``out_dir`` and start again.
+        settings: More settings to record (and compare on resume).
+        extra_writers: Writers to run after the built-in ones (their ``settings()`` are recorded too).
+        on_progress: Called after each image with ``(done, total, outcome)``.
+        should_stop: Checked before each image; True ends the run early, as Ctrl-C does.
+
+    Returns:
+        The summary; ``interrupted`` if Ctrl-C (KeyboardInterrupt) or ``should_stop`` ended it early,
+        in which case the dataset-level files hold the images done so far.
+
+    Raises:
+        InputError: An input is missing, or there are no images.
+        OptionError: An unknown format, overlap mode or COCO mask mode.
+        OutputFolderError: ``out_dir`` holds a run with other settings, or files it cannot account for.
+    """
+    from grounded_sam.export.coco import check_coco_masks
+    from grounded_sam.export.overlap import check_overlap_mode
+    from grounded_sam.runs.manifest import MANAGED_OUTPUTS, Manifest
+
+    parsed = parse_categories(categories)
+    chosen = parse_formats(formats)
+    overlap, coco_masks = check_overlap_mode(overlap), check_coco_masks(coco_masks)
+    out = Path(out_dir)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    images = list(inputs) if all(isinstance(i, InputImage) for i in inputs) else collect_images(inputs)  # type: ignore[arg-type]
+    images = _outside_outputs(images, out, MANAGED_OUTPUTS)
+
+    run_settings: dict[str, Any] = {"categories": parsed.to_spec(), **pipeline_settings(pipe), **dict(settings or {}),
+                                    "formats": list(chosen), "plot": bool(plot)}
+    if chosen:
+        run_settings["overlap"] = overlap
+    if "coco" in chosen:
+        run_settings["coco_masks"] = coco_masks
+    for writer in extra_writers:
+        extra = getattr(writer, "settings", None)
+        run_settings[f"writer:{writer.name}"] = extra() if callable(extra) else extra
+
+    writers = [*build_writers(out, parsed.class_names, chosen, plot=plot, overlap=overlap, coco_masks=coco_masks),
+               *extra_writers]
+    summary = BatchSummary(total=len(images), out_dir=out)
+    with Manifest.open(out, run_settings, force=force) as manifest:
+        # Load the models now, after the folder check: missing weights then stop the run once,
+        # clearly, instead of failing every image.
+        for attribute in ("detector", "segmenter"):
+            getattr(pipe, attribute, None)
+        stems = assign_stems(images, manifest.stems())
+        loop = _Loop(pipe, parsed, writers, manifest.settings, out_dir=out, manifest=manifest)
+        try:
+            loop.run(images, stems, summary, on_progress, should_stop)
+        except KeyboardInterrupt:
+            # The image in progress is abandoned: its files are whole (atomic writes) and, with no
+            # manifest line, it is labeled again on the next run.
+            summary.interrupted = True
+            logger.warning("Interrupted: writing the dataset files for the %d images done so far", len(summary.outcomes))
+        records = manifest.dataset_records()
+        for writer in writers:
+            summary.dataset_outputs.extend(str(p) for p in writer.finalize(records))
+    return summary
+
+
+def _outside_outputs(images: list[InputImage], out: Path, managed: Sequence[str]) -> list[InputImage]:
+    """Drops inputs inside the output folder's own folders (a rerun over ``--out``'s parent must not label its outputs)."""
+    roots = {(out / name).resolve() for name in managed}
+    kept = [image for image in images if roots.isdisjoint(image.path.resolve().parents)]
+    if len(kept) < len(images):
+        logger.warning("Left out %d inputs inside the output folder's own folders", len(images) - len(kept))
+    if not kept:
+        raise InputError(f"Every input is inside the output folder {out}'s own folders: nothing to label.")
+    return kept
