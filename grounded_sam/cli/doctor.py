@@ -14,8 +14,10 @@ broken install rather than crashing on it.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -496,3 +498,26 @@ def _load_configured(
                 f"The {kind} {row['name']!r} was found but failed to load on {device_info['resolved']}: {message}"
             )
             logger.debug("Loading %s %s failed", kind, row["name"], exc_info=True)
+
+
+def add_parser(commands: Any) -> None:
+    """Adds the ``doctor`` command to ``commands`` (an argparse subparsers object)."""
+    doctor = commands.add_parser("doctor", help="Explain this machine: versions, devices, weights, hub.")
+    doctor.add_argument("--detector-model", default=None, metavar="NAME_OR_PATH",
+                        help="Detector to check (default: $GROUNDED_SAM_DETECTOR, else the default).")
+    doctor.add_argument("--segmenter-model", default=None, metavar="NAME_OR_PATH",
+                        help="Segmenter to check (default: $GROUNDED_SAM_SEGMENTER, else the default).")
+    doctor.add_argument("--device", default=None, help="Device to check (default: $GROUNDED_SAM_DEVICE, else auto).")
+    doctor.add_argument("--load", action="store_true", help="Also load the models on the device and time it.")
+    doctor.add_argument("--no-hub", action="store_true", help="Skip the Hugging Face hub reachability check.")
+    doctor.add_argument("--json", action="store_true", help="Machine-readable output.")
+    doctor.set_defaults(run=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    report = collect_report(args.detector_model, args.segmenter_model, args.device,
+                            check_hub=not args.no_hub, load=args.load)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return report_exit_code(report)
+
+

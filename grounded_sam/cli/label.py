@@ -1,0 +1,146 @@
+"""``python -m grounded_sam label``: files and folders in, labels and datasets out (see :mod:`grounded_sam.runs`)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from grounded_sam.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from grounded_sam.models.devices import DEVICE_CHOICES
+from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, DETECTORS, SEGMENTERS
+from grounded_sam.pipeline.postprocess import NMS_MODES
+
+
+def add_parser(commands: Any) -> None:
+    """Adds the ``label`` command to ``commands`` (an argparse subparsers object)."""
+    label = commands.add_parser("label", help="Label image files and folders.", description=(
+        "Label images: for each one, writes labels/<name>.json (classes, boxes, scores, COCO RLE masks) as soon "
+        "as it is done, plus the datasets asked with --format and, with --plot, overlays/<name>.png. "
+        "Running the same command again resumes; a manifest.jsonl in the output folder records every image. "
+        "Exits 1 if any image failed (after writing the rest), 2 on a usage error, 130 when interrupted."))
+    add_label_arguments(label)
+    label.set_defaults(run=run_label)
+
+
+def add_label_arguments(label: argparse.ArgumentParser) -> None:
+    """The ``label`` command's options (one place, so new ones slot in beside these)."""
+    from grounded_sam.export.coco import COCO_MASK_MODES
+    from grounded_sam.export.formats import FORMATS
+    from grounded_sam.export.overlap import OVERLAP_MODES
+
+    label.add_argument("inputs", nargs="+", metavar="INPUT", help="Image files and folders (searched recursively).")
+    label.add_argument("--categories", "-c", required=True,
+                       help="Comma-separated prompts, e.g. 'truck, tire' or 'yellow hard hat: helmet, person'.")
+    label.add_argument("--out", "-o", required=True, type=Path, help="Output folder.")
+    output = label.add_argument_group("outputs")
+    output.add_argument("--format", "-f", default="", metavar="LIST",
+                        help=f"Datasets to write, comma-separated: {', '.join(FORMATS)}, or all (default: only the "
+                             "per-image JSON).")
+    output.add_argument("--overlap", choices=OVERLAP_MODES, default="auto",
+                        help="Pixels claimed by several masks. auto (default): COCO, YOLO and the VOC XML keep "
+                             "SAM2's masks, which may overlap; the single-label images (VOC SegmentationClass and "
+                             "SegmentationObject, masks/) give each such pixel to the higher score. score or order: "
+                             "every dataset format gets non-overlapping masks, the higher score or the earlier "
+                             "category winning. The per-image JSON always keeps SAM2's masks.")
+    output.add_argument("--coco-masks", choices=COCO_MASK_MODES, default="rle",
+                        help="COCO segmentation as compressed RLE (default, exact) or polygons.")
+    output.add_argument("--plot", action="store_true", help="Also write an overlay PNG per image.")
+    output.add_argument("--force", action="store_true",
+                        help="Delete this tool's earlier outputs in --out and start again (needed to change settings).")
+    models = label.add_argument_group("models")
+    models.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
+                        help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
+    models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
+                        help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
+    models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
+    pipeline = label.add_argument_group("pipeline")
+    pipeline.add_argument("--min-score", type=float, default=0.0,
+                          help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
+    pipeline.add_argument("--nms", choices=NMS_MODES, default="class",
+                          help="Suppress overlapping detections within a class (default), across all classes, or not "
+                               "at all.")
+    pipeline.add_argument("--nms-iou", type=float, default=0.7,
+                          help="Overlap above which NMS drops a detection (default 0.7).")
+    pipeline.add_argument("--num-beams", type=int, default=1, help="Florence-2 beams; 1 = greedy, fastest (default 1).")
+    pipeline.add_argument("--max-new-tokens", type=int, default=512,
+                          help="Florence-2 token budget per category (default 512).")
+    pipeline.add_argument("--box-chunk-size", type=int, default=None,
+                          help="Boxes per SAM2 decoder call (default: chosen for the device).")
+    label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    crops = label.add_argument_group("cut-outs for training (--preprocess)")
+    crops.add_argument("--preprocess", action="store_true",
+                       help="Also write a cut-out PNG per object: crops/<class>/<name>_<n>.png (background removed).")
+    crops.add_argument("--preprocess-margin", type=float, default=0.1, metavar="FRACTION",
+                       help="Margin around each box, as a fraction of its size (default 0.1 = 10%%).")
+    crops.add_argument("--preprocess-background", default="transparent", metavar="COLOUR",
+                       help="transparent (RGBA PNG, default), white, black, gray, #rrggbb or r,g,b.")
+    crops.add_argument("--preprocess-size", type=int, default=None, metavar="PIXELS",
+                       help="Scale and pad every crop to a PIXELS x PIXELS square, keeping the aspect ratio.")
+    crops.add_argument("--preprocess-largest-only", action="store_true",
+                       help="Keep only the largest object of each image (one product per photo).")
+    crops.add_argument("--preprocess-min-area", type=float, default=0.0, metavar="FRACTION",
+                       help="Keep only objects covering at least this fraction of the image (e.g. 0.05).")
+
+
+def run_label(args: argparse.Namespace) -> int:
+    from grounded_sam.categories import parse_categories
+    from grounded_sam.export.formats import parse_formats
+    from grounded_sam.pipeline import GroundedSAM2
+    from grounded_sam.runs.batch import collect_images, run_labeling
+
+    categories = parse_categories(args.categories)
+    formats = parse_formats(args.format)
+    extra_writers = []
+    if args.preprocess:
+        from grounded_sam.export.crops import CropWriter
+
+        # Built before the models load, so a bad option fails fast.
+        extra_writers.append(CropWriter(
+            args.out, margin=args.preprocess_margin, background=args.preprocess_background,
+            size=args.preprocess_size, largest_only=args.preprocess_largest_only, min_area=args.preprocess_min_area,
+        ))
+    images = collect_images(args.inputs)
+    # An out-of-range option raises OptionError, which main() reports like every usage error (exit 2).
+    pipe = GroundedSAM2(
+        args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
+        nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        box_chunk_size=args.box_chunk_size,
+    )
+    progress = _progress_bar(len(images), disable=args.no_progress)
+    previous_handler = _terminate_like_ctrl_c()
+    try:
+        summary = run_labeling(
+            pipe, images, categories, args.out, formats=formats, plot=args.plot, overlap=args.overlap,
+            coco_masks=args.coco_masks, force=args.force, extra_writers=extra_writers,
+            on_progress=lambda done, total, outcome: progress.update(1) if progress else None,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if progress:
+            progress.close()
+    print(summary.as_text(), file=sys.stderr)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+def _terminate_like_ctrl_c() -> Any:
+    """Makes SIGTERM (plain ``kill``) stop a run as Ctrl-C does: dataset files written, summary printed."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _progress_bar(total: int, disable: bool):
+    if disable or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="Labeling", file=sys.stderr)
+
+
