@@ -74,8 +74,8 @@ class ByteLRU(Generic[V]):
             self.hits += 1
             return item[0]
 
-    def put(self, key: str, value: V, size: int) -> None:
-        """Stores ``value`` as the most recently used, then drops the oldest while over the bound."""
+    def put(self, key: str, value: V, size: int) -> V:
+        """Stores ``value`` as the most recently used, then drops the oldest while over the bound; returns it."""
         with self._lock:
             self._discard(key)
             self._items[key] = (value, size)
@@ -83,6 +83,7 @@ class ByteLRU(Generic[V]):
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
+        return value
 
     def discard(self, key: str) -> None:
         """Forgets ``key`` if present."""
@@ -136,7 +137,7 @@ def detections_nbytes(detections: sv.Detections) -> int:
     return int(total)
 
 
-class DetectionCache:
+class DetectionCache(ByteLRU[sv.Detections]):
     """Automatic results by :func:`detection_key`, least recently used dropped first.
 
     Args:
@@ -145,41 +146,22 @@ class DetectionCache:
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._lru: ByteLRU[sv.Detections] = ByteLRU(max_bytes)
+        super().__init__(max_bytes)
 
-    def __len__(self) -> int:
-        return len(self._lru)
+    def put(self, key: str, detections: sv.Detections, size: int | None = None) -> sv.Detections:
+        """Stores a result (dropping the least recently used ones over the bound); returns it.
 
-    @property
-    def max_bytes(self) -> int:
-        return self._lru.max_bytes
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held now."""
-        return self._lru.nbytes
-
-    @property
-    def hits(self) -> int:
-        return self._lru.hits
-
-    @property
-    def misses(self) -> int:
-        return self._lru.misses
-
-    def get(self, key: str) -> sv.Detections | None:
-        """The result stored under ``key`` (now the most recently used), or None."""
-        return self._lru.get(key)
-
-    def put(self, key: str, detections: sv.Detections) -> sv.Detections:
-        """Stores a result (dropping the least recently used ones over the bound); returns it."""
-        size = detections_nbytes(detections)
+        Args:
+            key: From :func:`detection_key`.
+            detections: The result.
+            size: Its bytes; :func:`detections_nbytes` by default.
+        """
+        size = detections_nbytes(detections) if size is None else size
         if size > self.max_bytes:
             logger.debug("Not caching a %d-byte result: over the cache's %d bytes", size, self.max_bytes)
-            self._lru.discard(key)
+            self.discard(key)
             return detections
-        self._lru.put(key, detections, size)
-        return detections
+        return super().put(key, detections, size)
 
     def get_or_run(self, key: str, run: Callable[[], sv.Detections]) -> tuple[sv.Detections, bool]:
         """The cached result, or ``run()``'s (then stored). Returns ``(detections, was_cached)``.
@@ -190,6 +172,3 @@ class DetectionCache:
         if cached is not None:
             return cached, True
         return self.put(key, run()), False
-
-    def clear(self) -> None:
-        self._lru.clear()

@@ -119,10 +119,7 @@ def get_detector_spec(name: str) -> DetectorSpec:
     Raises:
         UnknownModelError: If ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise UnknownModelError(_unknown_message("detector", name)) from None
+    return _lookup("detector", name)  # type: ignore[return-value]
 
 
 def get_segmenter_spec(name: str) -> SegmenterSpec:
@@ -131,10 +128,17 @@ def get_segmenter_spec(name: str) -> SegmenterSpec:
     Raises:
         UnknownModelError: If ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        return SEGMENTERS[name]
-    except KeyError:
-        raise UnknownModelError(_unknown_message("segmenter", name)) from None
+    return _lookup("segmenter", name)  # type: ignore[return-value]
+
+
+def _lookup(kind: ModelKind, name: str) -> DetectorSpec | SegmenterSpec:
+    spec = _table(kind).get(name)
+    if spec is None:
+        valid = ", ".join(list_models(kind))
+        raise UnknownModelError(
+            f"Unknown {kind} {name!r}: expected one of {valid}, or a path to local weights (see models/README.md)."
+        )
+    return spec
 
 
 def find_segmenter_by_filename(filename: str) -> SegmenterSpec | None:
@@ -143,11 +147,3 @@ def find_segmenter_by_filename(filename: str) -> SegmenterSpec | None:
         if spec.filename == filename:
             return spec
     return None
-
-
-def _unknown_message(kind: ModelKind, name: str) -> str:
-    valid = ", ".join(list_models(kind))
-    return (
-        f"Unknown {kind} {name!r}: expected one of {valid}, or a path to local weights "
-        f"(see models/README.md)."
-    )

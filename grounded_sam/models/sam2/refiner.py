@@ -28,32 +28,19 @@ class ImageEmbedding:
     nbytes: int
 
 
-class EmbeddingCache:
-    """LRU of image embeddings, bounded by total bytes (the newest is always kept).
+class EmbeddingCache(ByteLRU[ImageEmbedding]):
+    """LRU of image embeddings by :func:`~grounded_sam.caching.image_key`, bounded by total bytes (the newest is always kept).
 
     Args:
         max_bytes: Total size of cached embeddings (a SAM2 base-plus embedding is about 20 MB).
     """
 
     def __init__(self, max_bytes: int = 512 * 2**20) -> None:
-        self._lru: ByteLRU[ImageEmbedding] = ByteLRU(max_bytes)
+        super().__init__(max_bytes)
 
-    @property
-    def hits(self) -> int:
-        return self._lru.hits
-
-    @property
-    def misses(self) -> int:
-        return self._lru.misses
-
-    def get(self, key: str) -> ImageEmbedding | None:
-        return self._lru.get(key)
-
-    def put(self, key: str, embedding: ImageEmbedding) -> None:
-        self._lru.put(key, embedding, embedding.nbytes)
-
-    def __len__(self) -> int:
-        return len(self._lru)
+    def put(self, key: str, embedding: ImageEmbedding, size: int | None = None) -> ImageEmbedding:
+        """Stores an embedding; its size is its own ``nbytes`` unless given."""
+        return super().put(key, embedding, embedding.nbytes if size is None else size)
 
     def remember(self, image: np.ndarray, predictor: Any) -> None:
         """Stores the embedding a predictor holds for ``image`` (called right after ``set_image``)."""
