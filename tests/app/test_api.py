@@ -36,32 +36,30 @@ EXAMPLES = REPO / "examples"
 # In-process: the page and its wiring, without a server
 
 
-@pytest.fixture
-def app_module(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    import app
-
-    return app
+SETTINGS_WITHOUT_WEIGHTS = {"detector": "/nowhere/florence", "segmenter": "/nowhere/sam2.pt"}
 
 
-def test_building_the_page_loads_no_model(app_module: Any) -> None:
+def test_building_the_page_loads_no_model(app_env: None) -> None:
+    from grounded_sam.app.blocks import build_demo
+    from grounded_sam.app.queues import MODEL_QUEUE
     from grounded_sam.app.settings import AppSettings
     from grounded_sam.models import loading as models
 
     models.clear_model_cache()
-    demo = app_module.build_demo(AppSettings(detector="/nowhere/florence", segmenter="/nowhere/sam2.pt"))
+    demo = build_demo(AppSettings(**SETTINGS_WITHOUT_WEIGHTS))
 
     assert models._cache == {}
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
     for name in ("segment", "label_batch", "label_batch_stream"):
-        assert by_name[name].concurrency_id == app_module.MODEL_QUEUE
+        assert by_name[name].concurrency_id == MODEL_QUEUE
         assert by_name[name].concurrency_limit == 1
     assert demo._queue.max_size == AppSettings().queue_size
 
 
 def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
-    app_module: Any, monkeypatch: pytest.MonkeyPatch
+    app_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from grounded_sam.app import gpu as gpu_module
     from grounded_sam.categories import parse_categories
 
     requested: list[Any] = []
@@ -75,10 +73,10 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     try:
-        wrapped = importlib.reload(app_module)
+        wrapped = importlib.reload(gpu_module)
         assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_gpu_seconds, wrapped.click_gpu_seconds]
-        assert wrapped._detect_and_segment.zerogpu_duration is wrapped.segment_gpu_seconds
-        assert wrapped._decode_on_gpu.zerogpu_duration is wrapped.click_gpu_seconds  # every click's decoder pass
+        assert wrapped.detect_and_segment.zerogpu_duration is wrapped.segment_gpu_seconds
+        assert wrapped.decode_on_gpu.zerogpu_duration is wrapped.click_gpu_seconds  # every click's decoder pass
 
         one, three = parse_categories("a"), parse_categories("a, b, c")
         assert wrapped.segment_gpu_seconds(None, None, three) > wrapped.segment_gpu_seconds(None, None, one)
@@ -87,40 +85,46 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
         assert many > few
 
         monkeypatch.setitem(sys.modules, "spaces", None)  # `import spaces` now raises ImportError
-        plain = importlib.reload(app_module)
+        plain = importlib.reload(gpu_module)
         assert plain.spaces is None
-        assert not hasattr(plain._detect_and_segment, "zerogpu_duration")
-        assert not hasattr(plain._decode_on_gpu, "zerogpu_duration")
+        assert not hasattr(plain.detect_and_segment, "zerogpu_duration")
+        assert not hasattr(plain.decode_on_gpu, "zerogpu_duration")
     finally:
         monkeypatch.undo()
-        importlib.reload(app_module)
+        importlib.reload(gpu_module)
 
 
-def test_image_details_for_a_result_and_for_nothing_found(app_module: Any, tiny_record: dict[str, Any]) -> None:
-    legend, rows, files = app_module.image_details(tiny_record)
+def test_image_details_for_a_result_and_for_nothing_found(app_env: None, tiny_record: dict[str, Any]) -> None:
+    from grounded_sam.app.image_result import image_details
+
+    legend, rows, files = image_details(tiny_record)
     assert "1 object found" in legend and "truck" in legend and "&lt;tire&gt;" in legend  # names are escaped
     assert rows == [[0, "truck", "0.900", "1, 2, 5, 6", 16]]
     assert [Path(f).name for f in files] == ["site_coco.json", "site_masks.zip"]
     assert json.loads(Path(files[0]).read_text())["annotations"][0]["area"] == 16
 
     empty = {**tiny_record, "detections": []}
-    legend, rows, files = app_module.image_details(empty)
+    legend, rows, files = image_details(empty)
     assert "Nothing found" in legend and rows == [] and len(files) == 2
-    assert app_module.image_details(None) == ("", [], None)
+    assert image_details(None) == ("", [], None)
 
 
 def test_redraw_uses_the_last_result_only_for_the_same_image(
-    app_module: Any, tiny_record: dict[str, Any], tmp_path: Path
+    app_env: None, tiny_record: dict[str, Any], tmp_path: Path
 ) -> None:
+    from grounded_sam.app.image_result import redraw_overlay
+    from grounded_sam.app.options import OverlayOptions
+
     photo = tmp_path / "site.png"
     Image.new("RGB", (8, 8), (0, 0, 0)).save(photo)
     upload = {"path": str(photo), "orig_name": "site.png"}
 
-    drawn = app_module.redraw_overlay(upload, tiny_record, True, False, False, 1.0)
+    drawn = redraw_overlay(upload, tiny_record, OverlayOptions(True, False, False, 1.0))
     pixels = np.asarray(Image.open(drawn))
     assert pixels.shape == (8, 8, 3) and pixels[3, 2].any() and not pixels[0, 0].any()  # mask filled, rest black
-    assert app_module.redraw_overlay({**upload, "orig_name": "other.png"}, tiny_record, True, True, True, 0.5) is None
-    assert app_module.redraw_overlay(upload, None, True, True, True, 0.5) is None
+    everything = OverlayOptions(True, True, True, 0.5)
+    assert redraw_overlay({**upload, "orig_name": "other.png"}, tiny_record, everything) is None
+    assert redraw_overlay(upload, None, everything) is None
 
 
 @pytest.fixture

@@ -3,17 +3,15 @@
 What the server does after Run (``segment_image``, then ``open_editor`` and the first downloads)
 is timed against what it does for a click (the edit, the overlay JPEG, the table, the
 downloads), on the same image; the figures are printed, not asserted. The browser side is in
-``tests/test_browser.py``.
+``tests/app/test_browser.py``.
 """
 
 from __future__ import annotations
 
 import io
 import statistics
-import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +24,13 @@ from grounded_sam.caching import DetectionCache
 from grounded_sam.editing.editor import GROW, SELECT, SHRINK
 
 pytest.importorskip("gradio", reason="the app needs gradio (requirements.txt)")
-
-
-@pytest.fixture(scope="module")
-def app_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        # The job folders of these tests stay in a temporary folder of theirs.
-        patch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("app-edit-jobs")))
-        import app
-
-        yield app
+from grounded_sam.app import gpu  # noqa: E402
+from grounded_sam.app.blocks import build_demo  # noqa: E402
+from grounded_sam.app.edit_panel import EDITOR_TTL_S  # noqa: E402
+from grounded_sam.app.image_result import image_details, open_editor, segment_image  # noqa: E402
+from grounded_sam.app.markup import legend_markup  # noqa: E402
+from grounded_sam.app.options import LabelOptions, ModelOptions, OverlayOptions  # noqa: E402
+from grounded_sam.app.queues import EDIT_QUEUE, MODEL_QUEUE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +39,11 @@ def settings(tiny_models: dict[str, Path]) -> AppSettings:
 
 
 @pytest.fixture(scope="module")
-def site_run(app_module: Any, settings: AppSettings, photos: Path,
+def site_run(app_env: None, settings: AppSettings, photos: Path,
              tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, Any]]:
     """One run of a fresh photo: ``(upload, record)``."""
     upload = fresh_photo(photos, tmp_path_factory.mktemp("site"), "site.png", seed=2)
-    return upload, run(app_module, settings, upload)
+    return upload, run(settings, upload)
 
 
 def fresh_photo(photos: Path, tmp_path: Path, name: str, seed: int) -> dict[str, str]:
@@ -61,9 +55,8 @@ def fresh_photo(photos: Path, tmp_path: Path, name: str, seed: int) -> dict[str,
     return {"path": str(path), "orig_name": name}
 
 
-def run(app: Any, settings: AppSettings, upload: dict[str, str], cache: DetectionCache | None = None) -> dict:
-    _, record = app.segment_image(settings, upload, "truck, tire", None, None, 0.0, "none", 0.7, True, True, True,
-                                  0.5, cache=cache)
+def run(settings: AppSettings, upload: dict[str, str], cache: DetectionCache | None = None) -> dict:
+    _, record = segment_image(settings, upload, LabelOptions("truck, tire", ModelOptions(nms="none")), cache=cache)
     return record
 
 
@@ -75,37 +68,37 @@ def deepest(mask: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
-def test_the_page_wires_edits_to_the_model_queue_and_per_session_state(app_module: Any) -> None:
+def test_the_page_wires_edits_to_the_model_queue_and_per_session_state(app_env: None) -> None:
     import gradio as gr
 
     from grounded_sam.models import loading as models
 
     models.clear_model_cache()
-    demo = app_module.build_demo(AppSettings(detector="/nowhere/florence", segmenter="/nowhere/sam2.pt"))
+    demo = build_demo(AppSettings(detector="/nowhere/florence", segmenter="/nowhere/sam2.pt"))
     assert models._cache == {}
     by_name = {fn.name: fn for fn in demo.fns.values()}
     click = by_name["click_overlay"]
-    assert (click.concurrency_id, click.concurrency_limit) == (app_module.MODEL_QUEUE, 1)
+    assert (click.concurrency_id, click.concurrency_limit) == (MODEL_QUEUE, 1)
     assert click.trigger_mode == "multiple"  # no click is dropped while another is answered
     assert click.api_visibility == "private"
-    assert by_name["handler"].concurrency_id == app_module.EDIT_QUEUE  # delete, undo...: no model
+    assert by_name["handler"].concurrency_id == EDIT_QUEUE  # delete, undo...: no model
     assert "release_editor" in by_name  # demo.unload: a closed page releases its editor
     states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
-    assert [s.time_to_live for s in states] == [app_module.EDITOR_TTL_S]
+    assert [s.time_to_live for s in states] == [EDITOR_TTL_S]
     states[0].delete_callback(None)  # a session that never ran: nothing to release
 
 
-def test_after_a_run_clicks_run_the_decoder_only(app_module, settings, photos, tmp_path, count_calls) -> None:
+def test_after_a_run_clicks_run_the_decoder_only(app_env, settings, photos, tmp_path, count_calls) -> None:
     from grounded_sam.models.loading import load_segmenter
 
     upload = fresh_photo(photos, tmp_path, "site.png", seed=1)
     segmenter = load_segmenter(settings.segmenter, "cpu")
     encoder = count_calls(segmenter.model.image_encoder)
     decoder = count_calls(segmenter.model.sam_mask_decoder)
-    record = run(app_module, settings, upload)
+    record = run(settings, upload)
     assert encoder.calls == 1
     run_decodings = decoder.calls
-    editor = app_module.open_editor(settings, upload, record, None, app_module.overlay_style(True, True, True, 0.5))
+    editor = open_editor(settings, upload, record, None, OverlayOptions(True, True, True, 0.5).style())
 
     editor.select(0)
     for i in range(4):
@@ -117,13 +110,13 @@ def test_after_a_run_clicks_run_the_decoder_only(app_module, settings, photos, t
     assert decoder.calls - run_decodings == 4 + 1
 
 
-def test_every_decoder_pass_of_a_click_goes_through_the_gpu_wrapper(app_module, settings, site_run,
+def test_every_decoder_pass_of_a_click_goes_through_the_gpu_wrapper(app_env, settings, site_run,
                                                                    monkeypatch) -> None:
     upload, record = site_run
-    editor = app_module.open_editor(settings, upload, record, None, app_module.overlay_style(True, True, True, 0.5))
+    editor = open_editor(settings, upload, record, None, OverlayOptions(True, True, True, 0.5).style())
     passes = []
-    decode = app_module._decode_on_gpu
-    monkeypatch.setattr(app_module, "_decode_on_gpu", lambda *args: passes.append(args[3]) or decode(*args))
+    decode = gpu.decode_on_gpu
+    monkeypatch.setattr(gpu, "decode_on_gpu", lambda *args: passes.append(args[3]) or decode(*args))
     editor.select(0)
     editor.click(100, 100, GROW)
     editor.click(150, 150, GROW)
@@ -131,17 +124,17 @@ def test_every_decoder_pass_of_a_click_goes_through_the_gpu_wrapper(app_module, 
                                            ["box", "labels", "mask_logits", "points"]]
 
 
-def test_an_image_changed_since_the_run_opens_no_editor(app_module, settings, site_run, photos,
+def test_an_image_changed_since_the_run_opens_no_editor(app_env, settings, site_run, photos,
                                                         tmp_path) -> None:
     upload, record = site_run
-    style = app_module.overlay_style(True, True, True, 0.5)
+    style = OverlayOptions(True, True, True, 0.5).style()
     other = fresh_photo(photos, tmp_path, "other.png", seed=3)
-    assert app_module.open_editor(settings, other, record, None, style) is None
-    assert app_module.open_editor(settings, None, record, None, style) is None
-    assert app_module.open_editor(settings, upload, None, None, style) is None
+    assert open_editor(settings, other, record, None, style) is None
+    assert open_editor(settings, None, record, None, style) is None
+    assert open_editor(settings, upload, None, None, style) is None
 
 
-def test_the_same_request_again_comes_from_the_detection_cache(app_module, settings, photos, tmp_path,
+def test_the_same_request_again_comes_from_the_detection_cache(app_env, settings, photos, tmp_path,
                                                                monkeypatch) -> None:
     from grounded_sam.models.loading import load_detector
 
@@ -151,21 +144,21 @@ def test_the_same_request_again_comes_from_the_detection_cache(app_module, setti
     detect = detector.detect
     monkeypatch.setattr(detector, "detect", lambda *args, **kwargs: calls.append(1) or detect(*args, **kwargs))
     cache = DetectionCache()
-    first = run(app_module, settings, upload, cache)
-    again = run(app_module, settings, upload, cache)
+    first = run(settings, upload, cache)
+    again = run(settings, upload, cache)
     assert len(calls) == 1 and cache.hits == 1
     assert again["detections"] == first["detections"]
-    run(app_module, settings, upload | {"orig_name": "renamed.png"}, cache)  # the content is the key
+    run(settings, upload | {"orig_name": "renamed.png"}, cache)  # the content is the key
     assert len(calls) == 1 and cache.hits == 2
 
 
-def test_the_editors_view_matches_the_runs_details(app_module, settings, site_run) -> None:
+def test_the_editors_view_matches_the_runs_details(app_env, settings, site_run) -> None:
     upload, record = site_run
-    editor = app_module.open_editor(settings, upload, record, None, app_module.overlay_style(True, True, True, 0.5))
-    legend, rows, files = app_module.image_details(record)
+    editor = open_editor(settings, upload, record, None, OverlayOptions(True, True, True, 0.5).style())
+    legend, rows, files = image_details(record)
     view = editor.view()
     assert view.rows == rows
-    assert app_module.legend_markup(view.class_names, view.counts, len(view.rows)) == legend
+    assert legend_markup(view.class_names, view.counts, len(view.rows)) == legend
     coco, masks = editor.write_downloads()
     assert coco.read_bytes() == Path(files[0]).read_bytes()
     with zipfile.ZipFile(masks) as mine, zipfile.ZipFile(files[1]) as theirs:
@@ -175,14 +168,14 @@ def test_the_editors_view_matches_the_runs_details(app_module, settings, site_ru
                                   np.asarray(Image.open(io.BytesIO(theirs.read(name)))))
 
 
-def measure_first_run_and_clicks(app: Any, settings: AppSettings, upload: dict[str, str],
+def measure_first_run_and_clicks(settings: AppSettings, upload: dict[str, str],
                                  clicks: int = 4) -> tuple[float, float, list[float], dict[str, list[float]]]:
     """Server seconds of the first run on an image (Run, then the editor and its downloads) and of clicks on it."""
-    style = app.overlay_style(True, True, True, 0.5)
+    style = OverlayOptions(True, True, True, 0.5).style()
     started = time.perf_counter()
-    record = run(app, settings, upload, DetectionCache())  # the Run event
+    record = run(settings, upload, DetectionCache())  # the Run event
     segment_s = time.perf_counter() - started
-    editor = app.open_editor(settings, upload, record, None, style)  # the event that follows it
+    editor = open_editor(settings, upload, record, None, style)  # the event that follows it
     editor.write_downloads()
     first_run_s = time.perf_counter() - started
 
@@ -208,7 +201,7 @@ def measure_first_run_and_clicks(app: Any, settings: AppSettings, upload: dict[s
     return first_run_s, segment_s, times, parts
 
 
-def test_print_the_server_time_of_a_click_against_the_first_run(app_module, settings, photos, tmp_path,
+def test_print_the_server_time_of_a_click_against_the_first_run(app_env, settings, photos, tmp_path,
                                                                 capsys) -> None:
     """Figures for the README: tiny models, CPU, truck.jpg (1800 x 1200), models already loaded.
 
@@ -228,8 +221,8 @@ def test_print_the_server_time_of_a_click_against_the_first_run(app_module, sett
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run(app_module, settings, fresh_photo(photos, tmp_path, "warm.png", seed=6))  # load the models
-        trials = [measure_first_run_and_clicks(app_module, settings,
+        run(settings, fresh_photo(photos, tmp_path, "warm.png", seed=6))  # load the models
+        trials = [measure_first_run_and_clicks(settings,
                                                fresh_photo(photos, tmp_path, f"truck{seed}.png", seed=seed))
                   for seed in (7, 8, 9)]
     finally:

@@ -1,0 +1,72 @@
+"""The page: the options column beside the image and batch tabs, the queue, and serving it.
+
+:func:`build_demo` builds no model: models load on first use and are shared by every request.
+:func:`main` is what ``python app.py`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import gradio as gr
+
+from grounded_sam.app.batch_tab import build_batch_tab
+from grounded_sam.app.edit_panel import release_on_unload
+from grounded_sam.app.image_tab import build_image_tab
+from grounded_sam.app.options_panel import build_options_panel
+from grounded_sam.app.settings import AppSettings, load_settings
+from grounded_sam.errors import GroundedSamError
+
+__all__ = ["build_demo", "main"]
+
+
+def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
+    """The app's Blocks, with its queue configured; builds no model.
+
+    Args:
+        settings: The server's settings; read from the environment when None.
+
+    Raises:
+        OptionError: An environment variable holds a bad value (only when ``settings`` is None).
+    """
+    from grounded_sam.caching import DetectionCache
+    from grounded_sam.editing.editor import EditorRegistry
+
+    settings = settings or load_settings()
+    # Shared by every session: automatic results by (image, categories, models, options), and the
+    # live editors by browser session (each released when its session ends).
+    detection_cache = DetectionCache()
+    editors = EditorRegistry()
+
+    with gr.Blocks(title="Grounded SAM 2", delete_cache=(3600, 6 * 3600)) as demo:
+        gr.Markdown(
+            "# Grounded SAM 2\n"
+            "Type what to find, get a mask for every object: Florence-2 finds the boxes, SAM2 draws the masks."
+        )
+        with gr.Row(equal_height=False):
+            options = build_options_panel(settings)
+            with gr.Column(scale=3), gr.Tabs():
+                build_image_tab(settings, options, detection_cache, editors)
+                build_batch_tab(settings, options)
+        demo.unload(release_on_unload(editors))
+
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=2)
+    return demo
+
+
+def main() -> None:
+    """Serves the app: ``GRADIO_SERVER_NAME`` (default 127.0.0.1), ``GRADIO_SERVER_PORT`` (default 7860)."""
+    # The package's own messages (models loaded, requests refused); not every HTTP request or SAM2 call.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("grounded_sam").setLevel(logging.INFO)
+    try:
+        settings = load_settings()
+    except GroundedSamError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    build_demo(settings).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        # Explicit, so a busy port is an error rather than a silent move to the next free one.
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=settings.max_upload_bytes,
+    )
