@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import types
 import urllib.request
@@ -54,6 +55,62 @@ def test_building_the_page_loads_no_model(app_env: None) -> None:
         assert by_name[name].concurrency_id == MODEL_QUEUE
         assert by_name[name].concurrency_limit == 1
     assert demo._queue.max_size == AppSettings().queue_size
+
+
+def test_the_named_endpoints_keep_their_parameters(app_env: None) -> None:
+    from grounded_sam.app.blocks import build_demo
+    from grounded_sam.app.settings import AppSettings
+
+    endpoints = build_demo(AppSettings(**SETTINGS_WITHOUT_WEIGHTS)).get_api_info()["named_endpoints"]
+    options = [("categories", False, None), ("detector", True, "/nowhere/florence"),
+               ("segmenter", True, "/nowhere/sam2.pt"), ("min_score", True, 0.0), ("nms", True, "class"),
+               ("nms_iou", True, 0.7), ("show_masks", True, True), ("show_boxes", True, True),
+               ("show_labels", True, True), ("opacity", True, 0.5)]
+
+    def parameters(name: str) -> list[tuple[str, bool, Any]]:
+        return [(p["parameter_name"], p["parameter_has_default"], p["parameter_default"])
+                for p in endpoints[name]["parameters"]]
+
+    assert sorted(endpoints) == ["/label_batch", "/segment"]
+    assert parameters("/segment") == [("image", False, None), *options]
+    assert parameters("/label_batch") == [("files", False, None), *options, ("server_folder", True, None),
+                                          ("formats", True, [])]
+    assert [r["label"] for r in endpoints["/segment"]["returns"]] == ["Overlay · click to fix", "Detections"]
+    assert [r["label"] for r in endpoints["/label_batch"]["returns"]] == ["Results zip", "Summary"]
+
+
+def test_every_handler_declares_what_gradio_fills_in(app_env: None) -> None:
+    """Gradio fills ``gr.Request`` and ``gr.SelectData`` parameters by their type hints: every hint must resolve."""
+    import typing
+
+    from grounded_sam.app.blocks import build_demo
+    from grounded_sam.app.settings import AppSettings
+
+    demo = build_demo(AppSettings(**SETTINGS_WITHOUT_WEIGHTS))
+    handlers = [fn.fn for fn in demo.fns.values() if fn.fn is not None]
+    hints = {fn.__name__: typing.get_type_hints(fn) for fn in handlers}
+    for name in ("click_overlay", "select_row"):
+        assert {"evt", "request"} <= set(hints[name])
+    for name in ("start_editing", "clear_result", "release_editor", "handler"):
+        assert "request" in hints[name]
+
+
+def test_the_app_imports_spaces_before_torch_and_no_model_module(tmp_path: Path) -> None:
+    """On ZeroGPU, ``spaces`` must come before torch; importing the app loads neither torch nor a model module."""
+    import subprocess
+
+    (tmp_path / "spaces.py").write_text(
+        "import sys\n"
+        "LOADED = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'grounded_sam'))\n"
+        "def GPU(duration):\n    return lambda fn: fn\n"
+    )
+    code = ("import json, sys, app, spaces\n"
+            "print(json.dumps([spaces.LOADED, sorted(m for m in sys.modules if m.split('.')[0] == 'torch')]))")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    loaded_before_spaces, torch_modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded_before_spaces == [] and torch_modules == []
 
 
 def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
