@@ -1,3 +1,19 @@
 """The Gradio web app: settings from the environment, upload jobs, the ZeroGPU shim, and one builder per
 tab; :func:`grounded_sam.app.blocks.build_demo` puts them together. Gradio is imported only here.
+
+- ``blocks``: the page (the options column beside the tabs), its queue, and ``main`` (``python app.py``).
+- ``options_panel``: the options column's components, read into ``LabelOptions``.
+- ``image_tab``: the image tab: Run (the ``/segment`` endpoint), the redraw on an overlay option.
+- ``edit_panel``: fixing a result by clicks, one editor per browser session.
+- ``batch_tab``: the batch tab: a streamed run into one results zip (the ``/label_batch`` endpoint).
+- ``image_result``: one image's result, without Gradio: the run, a redraw, its details, an editor of it.
+- ``options``: a request's raw values -> the pipeline, the annotator, the overlay style.
+- ``errors``: the one wrapper that turns a package error into the message a user reads.
+- ``markup``: the HTML the app writes: the legend, the progress bar, the edit status.
+- ``queues``: the concurrency groups: the model queue (one at a time) and the edits'.
+- ``gpu``: ZeroGPU: ``spaces.GPU`` around every model call, sized by the work.
+- ``jobs``, ``settings``: job folders and batch inputs; the ``GROUNDED_SAM_*`` settings.
+
+Importing any of these loads no model and does not import torch: the package's model modules are
+imported inside the functions that use them.
 """

@@ -1,9 +1,9 @@
 """Batch jobs of the web app: a folder per job, inputs from uploads, zips and server folders,
 and a labeling run streamed image by image.
 
-Nothing here knows about Gradio; :mod:`app` turns these pieces into a page. A job folder holds
-``input/`` (extracted archives), ``results/`` (what the writers write, zipped at the end) and
-the results zip. Old job folders are removed when a new job starts.
+Nothing here knows about Gradio; :mod:`grounded_sam.app.batch_tab` turns these pieces into a
+page. A job folder holds ``input/`` (extracted archives), ``results/`` (what the writers write,
+zipped at the end) and the results zip. Old job folders are removed when a new job starts.
 """
 
 from __future__ import annotations
