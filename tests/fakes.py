@@ -99,3 +99,85 @@ def forced_output(tokenizer: Any, texts: list[str]) -> Callable[[int, Any], list
         return [target[step]] if step < len(target) else [tokenizer.eos_token_id]
 
     return allowed
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "mpeg4") -> Path:
+    """Encodes (H, W, 3) uint8 RGB frames (even sides) into a clip with PyAV; ``mpeg4`` is lossy but fast."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+class MovingSquares:
+    """A synthetic scene: squares that move, one entering at ``enter_at`` and one leaving at ``leave_at``.
+
+    Object 0 (class 0) moves right the whole clip; object 1 (class 1) is present until ``leave_at``;
+    object 2 (class 0) appears at ``enter_at``. :meth:`masks` gives each frame's ground truth.
+    """
+
+    def __init__(self, frames: int = 40, size: tuple[int, int] = (96, 64), enter_at: int = 20, leave_at: int = 30) -> None:
+        self.frames, self.size, self.enter_at, self.leave_at = frames, size, enter_at, leave_at
+
+    def masks(self, index: int) -> dict[int, np.ndarray]:
+        """Object number -> (H, W) bool mask of the objects present on frame ``index``."""
+        width, height = self.size
+        boxes = {0: (4 + index, 6, 20 + index, 22)}
+        if index < self.leave_at:
+            boxes[1] = (60, 30 - index // 4, 76, 46 - index // 4)
+        if index >= self.enter_at:
+            boxes[2] = (30, 44, 44, 58)
+        masks = {}
+        for number, (x1, y1, x2, y2) in boxes.items():
+            mask = np.zeros((height, width), bool)
+            mask[y1:y2, x1:x2] = True
+            masks[number] = mask
+        return masks
+
+    def frame(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB: the index is written in the corner pixel, so a test double can read it back."""
+        width, height = self.size
+        rgb = np.full((height, width, 3), 30, np.uint8)
+        for number, mask in self.masks(index).items():
+            rgb[mask] = (200, 60 + 60 * number, 40)
+        rgb[0, 0] = (index, index, index)
+        return rgb
+
+    def class_of(self, number: int) -> int:
+        return 1 if number == 1 else 0
+
+    def detect(self, rgb: np.ndarray) -> sv.Detections:
+        """A perfect detector: the ground-truth objects of the frame (read from its corner pixel)."""
+        masks = self.masks(int(rgb[0, 0, 0]))
+        numbers = sorted(masks)
+        return make_detections([mask_xyxy(masks[n]) for n in numbers], mask=[masks[n] for n in numbers],
+                               class_id=[self.class_of(n) for n in numbers], confidence=[0.9] * len(numbers),
+                               class_name=[("square", "bar")[self.class_of(n)] for n in numbers])
+
+    def propagate(self, frames: list[np.ndarray], prompts: dict[int, np.ndarray]):
+        """A perfect propagator: each prompted object follows the ground-truth object it overlaps most."""
+        start = self.masks(int(frames[0][0, 0, 0]))
+        follows = {}
+        for obj_id, prompt in prompts.items():
+            overlaps = {n: np.count_nonzero(prompt & m) for n, m in start.items()}
+            follows[obj_id] = max(overlaps, key=overlaps.get) if overlaps and max(overlaps.values()) else None
+        for rgb in frames:
+            truth = self.masks(int(rgb[0, 0, 0]))
+            height, width = rgb.shape[:2]
+            yield {obj_id: truth.get(n, np.zeros((height, width), bool)) if n is not None else np.zeros((height, width), bool)
+                   for obj_id, n in follows.items()}
+
+
+def mask_xyxy(mask: np.ndarray) -> list[int]:
+    from grounded_sam.detections import mask_box
+
+    return mask_box(mask)
