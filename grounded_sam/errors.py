@@ -20,6 +20,10 @@ class ImageLoadError(GroundedSamError, ValueError):
     """An image could not be read, decoded or accepted (corrupt, not an image, too large)."""
 
 
+class VideoLoadError(GroundedSamError, ValueError):
+    """A video could not be opened or decoded (not a video, no frames, corrupt, unsupported codec, over a cap)."""
+
+
 class ModelNotFoundError(GroundedSamError, FileNotFoundError):
     """No weights were found for a model name or path in any place the resolver looks."""
 

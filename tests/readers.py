@@ -137,3 +137,36 @@ def check_masks(out: Path, classes: list[str]) -> None:
         for class_id, entry in enumerate(listed):
             binary = np.array(Image.open(root / entry["folder"] / f"{stem}.png"))
             np.testing.assert_array_equal(binary, np.where(pixel_class == class_id, 255, 0))
+
+
+def check_mot(out: Path) -> float:
+    """Loads ``mot.txt`` with motmetrics, checks it against the per-frame records, and returns the MOTA of the
+    tracks scored against themselves (1.0 for any well-formed file: every id in every frame matched once)."""
+    import motmetrics as mm
+
+    table = mm.io.loadtxt(str(out / "mot.txt"), fmt="mot15-2D")  # converts the 1-based corners back to 0-based
+    frames = {json.loads(p.read_text())["frame"]["index"]: json.loads(p.read_text()) for p in (out / "labels").glob("*.json")}
+    accumulator = mm.MOTAccumulator(auto_id=False)
+    for frame, rows in table.groupby(level=0):
+        record = frames[int(frame) - 1]
+        expected = {d["track_id"]: d["mask_bbox_xyxy"] for d in record["detections"]}
+        ids = [int(i) for i in rows.index.get_level_values(1)]
+        boxes = rows[["X", "Y", "Width", "Height"]].to_numpy(float)
+        assert ids == sorted(expected)
+        for track_id, (x, y, w, h) in zip(ids, boxes):
+            assert [x, y, x + w, y + h] == expected[track_id]
+        distances = 1 - _box_iou(boxes)
+        distances[distances > 0.5] = np.nan
+        accumulator.update(ids, ids, distances, frameid=int(frame))
+    return float(mm.metrics.create().compute(accumulator, metrics=["mota"], name="run")["mota"].iloc[0])
+
+
+def _box_iou(boxes: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) x, y, w, h boxes (motmetrics' own helper needs NumPy < 2)."""
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum((boxes[:, 0] + boxes[:, 2])[:, None], (boxes[:, 0] + boxes[:, 2])[None])
+    y2 = np.minimum((boxes[:, 1] + boxes[:, 3])[:, None], (boxes[:, 1] + boxes[:, 3])[None])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = boxes[:, 2] * boxes[:, 3]
+    return inter / (area[:, None] + area[None] - inter)

@@ -25,6 +25,44 @@ def add_parser(commands: Any) -> None:
     label.set_defaults(run=run_label)
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The models, device and pipeline options every labeling command takes (``label``, ``track``)."""
+    models = parser.add_argument_group("models")
+    models.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
+                        help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
+    models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
+                        help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
+    models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
+    pipeline = parser.add_argument_group("pipeline")
+    pipeline.add_argument("--min-score", type=float, default=0.0,
+                          help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
+    pipeline.add_argument("--nms", choices=NMS_MODES, default="class",
+                          help="Suppress overlapping detections within a class (default), across all classes, or not "
+                               "at all.")
+    pipeline.add_argument("--nms-iou", type=float, default=0.7,
+                          help="Overlap above which NMS drops a detection (default 0.7).")
+    pipeline.add_argument("--num-beams", type=int, default=1, help="Florence-2 beams; 1 = greedy, fastest (default 1).")
+    pipeline.add_argument("--max-new-tokens", type=int, default=512,
+                          help="Florence-2 token budget per category (default 512).")
+    pipeline.add_argument("--box-chunk-size", type=int, default=None,
+                          help="Boxes per SAM2 decoder call (default: chosen for the device).")
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~grounded_sam.pipeline.GroundedSAM2` the options of :func:`add_model_arguments` ask for.
+
+    Raises:
+        OptionError: An option is out of range (reported like every usage error: exit 2).
+    """
+    from grounded_sam.pipeline import GroundedSAM2
+
+    return GroundedSAM2(
+        args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
+        nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        box_chunk_size=args.box_chunk_size,
+    )
+
+
 def add_label_arguments(label: argparse.ArgumentParser) -> None:
     """The ``label`` command's options (one place, so new ones slot in beside these)."""
     from grounded_sam.export.coco import COCO_MASK_MODES
@@ -50,25 +88,7 @@ def add_label_arguments(label: argparse.ArgumentParser) -> None:
     output.add_argument("--plot", action="store_true", help="Also write an overlay PNG per image.")
     output.add_argument("--force", action="store_true",
                         help="Delete this tool's earlier outputs in --out and start again (needed to change settings).")
-    models = label.add_argument_group("models")
-    models.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
-                        help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
-    models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
-                        help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
-    models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
-    pipeline = label.add_argument_group("pipeline")
-    pipeline.add_argument("--min-score", type=float, default=0.0,
-                          help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
-    pipeline.add_argument("--nms", choices=NMS_MODES, default="class",
-                          help="Suppress overlapping detections within a class (default), across all classes, or not "
-                               "at all.")
-    pipeline.add_argument("--nms-iou", type=float, default=0.7,
-                          help="Overlap above which NMS drops a detection (default 0.7).")
-    pipeline.add_argument("--num-beams", type=int, default=1, help="Florence-2 beams; 1 = greedy, fastest (default 1).")
-    pipeline.add_argument("--max-new-tokens", type=int, default=512,
-                          help="Florence-2 token budget per category (default 512).")
-    pipeline.add_argument("--box-chunk-size", type=int, default=None,
-                          help="Boxes per SAM2 decoder call (default: chosen for the device).")
+    add_model_arguments(label)
     label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     crops = label.add_argument_group("cut-outs for training (--preprocess)")
     crops.add_argument("--preprocess", action="store_true",
@@ -88,7 +108,6 @@ def add_label_arguments(label: argparse.ArgumentParser) -> None:
 def run_label(args: argparse.Namespace) -> int:
     from grounded_sam.categories import parse_categories
     from grounded_sam.export.formats import parse_formats
-    from grounded_sam.pipeline import GroundedSAM2
     from grounded_sam.runs.batch import collect_images, run_labeling
 
     categories = parse_categories(args.categories)
@@ -103,14 +122,9 @@ def run_label(args: argparse.Namespace) -> int:
             size=args.preprocess_size, largest_only=args.preprocess_largest_only, min_area=args.preprocess_min_area,
         ))
     images = collect_images(args.inputs)
-    # An out-of-range option raises OptionError, which main() reports like every usage error (exit 2).
-    pipe = GroundedSAM2(
-        args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
-        nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-        box_chunk_size=args.box_chunk_size,
-    )
-    progress = _progress_bar(len(images), disable=args.no_progress)
-    previous_handler = _terminate_like_ctrl_c()
+    pipe = pipeline_from_args(args)
+    progress = progress_bar(len(images), "img", disable=args.no_progress)
+    previous_handler = terminate_like_ctrl_c()
     try:
         summary = run_labeling(
             pipe, images, categories, args.out, formats=formats, plot=args.plot, overlap=args.overlap,
@@ -127,7 +141,7 @@ def run_label(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 
-def _terminate_like_ctrl_c() -> Any:
+def terminate_like_ctrl_c() -> Any:
     """Makes SIGTERM (plain ``kill``) stop a run as Ctrl-C does: dataset files written, summary printed."""
 
     def interrupt(signum: int, frame: Any) -> None:
@@ -136,11 +150,12 @@ def _terminate_like_ctrl_c() -> Any:
     return signal.signal(signal.SIGTERM, interrupt)
 
 
-def _progress_bar(total: int, disable: bool):
+def progress_bar(total: int | None, unit: str, disable: bool, desc: str = "Labeling") -> Any:
+    """A tqdm bar on stderr, or None when hidden or stderr is no terminal."""
     if disable or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="Labeling", file=sys.stderr)
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
 
 

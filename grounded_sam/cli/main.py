@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from grounded_sam.cli import doctor, label, models
+from grounded_sam.cli import doctor, label, models, track
 from grounded_sam.cli.common import EXIT_ERROR, EXIT_INTERRUPTED
 from grounded_sam.errors import GroundedSamError
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="More log output (-vv for debug).")
     commands = parser.add_subparsers(dest="command", required=True)
     label.add_parser(commands)
+    track.add_parser(commands)
     models.add_parsers(commands)
     doctor.add_parser(commands)
     return parser

@@ -54,6 +54,8 @@ class ImageRecord:
         image_file: The image copy the datasets point to (``images/<stem>.<ext>``), if any.
         outputs: Every file written for this image.
         seconds: Time it took.
+        frame: The frame's index in its clip, for a tracked video's frames (None for images, and
+            then left out of :meth:`to_dict`, so image manifests are as they always were).
     """
 
     source: str
@@ -68,13 +70,17 @@ class ImageRecord:
     image_file: str | None = None
     outputs: tuple[str, ...] = ()
     seconds: float = 0.0
+    frame: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "outputs": list(self.outputs)}
+        data = {**asdict(self), "outputs": list(self.outputs)}
+        if data["frame"] is None:
+            del data["frame"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageRecord:

@@ -96,6 +96,8 @@ def record_annotations(
         }
         if item.get("score") is not None:
             annotation["score"] = item["score"]
+        if item.get("track_id") is not None:
+            annotation["track_id"] = item["track_id"]
         annotations.append(annotation)
     return annotations
 
@@ -139,6 +141,8 @@ class CocoWriter:
             for image_id, record in enumerate(done, start=1):
                 name = Path(record.image_file).name if record.image_file else Path(record.source).name
                 entry = {"id": image_id, "file_name": name, "width": record.width, "height": record.height}
+                if record.frame is not None:  # a tracked clip's frame (one clip per run)
+                    entry.update(video_id=1, frame_id=record.frame)
                 handle.write(("\n" if image_id == 1 else ",\n") + json.dumps(entry))
             handle.write('],\n"annotations": [')
             count = 0

@@ -60,6 +60,8 @@ def detections_to_record(
             "score": None if detections.confidence is None else round(float(detections.confidence[i]), 5),
             "bbox_xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
         }
+        if detections.tracker_id is not None:
+            item["track_id"] = int(detections.tracker_id[i])
         if detections.mask is not None:
             rle = encode_mask(detections.mask[i])
             x, y, w, h = rle_bbox_xywh(rle)
@@ -67,9 +69,14 @@ def detections_to_record(
             item["area"] = mask_area(rle)
             item["mask"] = rle
         items.append(item)
-    return {
+    record: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "image": {"source": source, "file_name": Path(source).name if source else "", "width": int(width), "height": int(height)},
+    }
+    if "frame_index" in detections.metadata:
+        record["frame"] = {"index": int(detections.metadata["frame_index"])}
+    return {
+        **record,
         "categories": list(class_names),
         "detections": items,
         "settings": settings or {},
@@ -91,6 +98,7 @@ def record_to_detections(record: dict[str, Any]) -> sv.Detections:
         mask=masks,
         confidence=None if any(s is None for s in scores) else np.array(scores, dtype=np.float32),
         class_id=np.array([item["class_id"] for item in items], dtype=int),
+        tracker_id=np.array([item["track_id"] for item in items], dtype=int) if all("track_id" in i for i in items) else None,
         data={"class_name": np.array([item["class_name"] for item in items])},
     )
 

@@ -60,6 +60,26 @@ def load_segmenter(
     )
 
 
+def load_video_propagator(
+    name_or_path: str | os.PathLike[str], device: str = "auto", *, models_dir: Path | None = None
+) -> Any:
+    """Returns the shared :class:`~grounded_sam.models.sam2.video.Sam2VideoPropagator` for these SAM2 weights and device.
+
+    The same checkpoint as :func:`load_segmenter`, built as sam2's video predictor.
+
+    Raises:
+        ModelNotFoundError, ModelLoadError, DeviceError: As :func:`load_segmenter`.
+    """
+    from grounded_sam.models.sam2.video import Sam2VideoPropagator
+
+    torch_device = resolve_device(device)
+    weights = resolve_segmenter(name_or_path, models_dir=models_dir)
+    key = ("video", f"{weights.checkpoint.resolve()}|{weights.config.resolve()}", str(torch_device))
+    return _load_once(
+        key, lambda: Sam2VideoPropagator.from_checkpoint(weights.checkpoint, weights.config, torch_device), weights.name
+    )
+
+
 def _load_once(key: tuple[str, str, str], build: Any, name: str) -> Any:
     with _lock:
         if key not in _cache:

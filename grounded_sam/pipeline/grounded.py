@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from grounded_sam.categories import Categories, CategoriesLike, parse_categories
 from grounded_sam.detections import empty_detections
 from grounded_sam.errors import OptionError
 from grounded_sam.inputs.images import ImageSource, load_image
-from grounded_sam.models.loading import load_detector, load_segmenter
+from grounded_sam.models.loading import load_detector, load_segmenter, load_video_propagator
 from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 from grounded_sam.pipeline.options import PipelineOptions, PipelineSettings, StageTimes
 from grounded_sam.pipeline.postprocess import apply_nms, drop_duplicate_boxes, filter_min_score, sanitize_boxes
+from grounded_sam.pipeline.track import DEFAULT_EVERY, DEFAULT_MATCH_IOU, TrackedFrame, TrackingOptions, track_frames
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,52 @@ class GroundedSAM2:
             CategoryError, ImageLoadError, ModelNotFoundError, ModelLoadError, DeviceError, OptionError.
         """
         return self.predict(image, categories, **overrides)
+
+    @property
+    def video_propagator(self) -> Any:
+        """The loaded :class:`~grounded_sam.models.sam2.video.Sam2VideoPropagator` (the segmenter's weights)."""
+        return load_video_propagator(self.segmenter_name, self.device, models_dir=self.models_dir)
+
+    def track(
+        self,
+        video: str | os.PathLike[str],
+        categories: CategoriesLike,
+        *,
+        every: int = DEFAULT_EVERY,
+        match_iou: float = DEFAULT_MATCH_IOU,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        max_frames: int | None = None,
+    ) -> Iterator[TrackedFrame]:
+        """Tracks every object of every category through a clip, yielding each frame as it is done.
+
+        Florence-2 and SAM2 run on every ``every``-th frame; SAM2's video predictor carries the
+        masks in between (the rule is in :mod:`grounded_sam.pipeline.track`).
+
+        Args:
+            video: An .mp4/.mov/.webm/.mkv clip or a folder of frames.
+            categories: As for :meth:`__call__`.
+            every: Frames between detector runs.
+            match_iou: Mask IoU at which a detection continues a track.
+            start_s: First second of the clip to track.
+            end_s: Second to stop before.
+            max_frames: Most frames to track.
+
+        Yields:
+            :class:`~grounded_sam.pipeline.track.TrackedFrame`: ``index``, ``image`` (H, W, 3) uint8 RGB,
+            and ``detections`` with ``tracker_id`` (N,) int, ``mask`` (N, H, W) bool, ``xyxy`` the
+            masks' boxes, ``class_id``, ``confidence``, ``metadata["frame_index"]``.
+
+        Raises:
+            VideoLoadError, CategoryError, OptionError, ModelNotFoundError, ModelLoadError, DeviceError.
+        """
+        from grounded_sam.inputs.video import iter_frames
+
+        options = TrackingOptions(every=every, match_iou=match_iou)
+        parsed = parse_categories(categories)
+        frames = iter_frames(video, start_s=start_s, end_s=end_s, max_frames=max_frames)
+        yield from track_frames(frames, parsed, lambda rgb: self.predict(rgb, parsed),
+                                self.video_propagator.propagate, options)
 
     def predict(
         self,

@@ -453,11 +453,17 @@ def run_labeling(
             # The image in progress is abandoned: its files are whole (atomic writes) and, with no
             # manifest line, it is labeled again on the next run.
             summary.interrupted = True
-            logger.warning("Interrupted: writing the dataset files for the %d images done so far", len(summary.outcomes))
-        records = manifest.dataset_records()
-        for writer in writers:
-            summary.dataset_outputs.extend(str(p) for p in writer.finalize(records))
+        finish_run(writers, manifest, summary, "images")
     return summary
+
+
+def finish_run(writers: Sequence[OutputWriter], manifest: Any, summary: BatchSummary, unit: str) -> None:
+    """Writes the dataset-level files of every item the manifest holds (after a whole run, or an interrupted one)."""
+    if summary.interrupted:
+        logger.warning("Interrupted: writing the dataset files for the %d %s done so far", len(summary.outcomes), unit)
+    records = manifest.dataset_records()
+    for writer in writers:
+        summary.dataset_outputs.extend(str(p) for p in writer.finalize(records))
 
 
 def _outside_outputs(images: list[InputImage], out: Path, managed: Sequence[str]) -> list[InputImage]:

@@ -47,6 +47,7 @@ MANIFEST_VERSION = 1
 #: What runs write at the top of an output folder; ``force`` deletes these, and nothing else.
 MANAGED_OUTPUTS: tuple[str, ...] = (
     MANIFEST_NAME, "labels", "overlays", "images", "coco", "yolo", "voc", "masks", "crops",
+    "mot.txt", "overlay.mp4", "track_state.json",
 )
 
 #: Settings that do not change any output; a resumed run may differ in them.

@@ -290,3 +290,68 @@ def test_doctor_with_the_tiny_models_finds_and_loads_them(tiny_models, tmp_path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert str(tiny_models["sam2"]) in result.stdout
+
+
+# ------------------------------------------------------------------------------------ track
+
+
+def track_args(tiny_models, video: Path, out: Path, *extra: str) -> list[str]:
+    return ["track", str(video), "--categories", "person, bed", "--out", str(out), "--detector-model",
+            str(tiny_models["florence_scripted"]), "--segmenter-model", str(tiny_models["sam2"]), *extra]
+
+
+def test_track_the_example_clip_writes_frames_mot_coco_and_a_playable_overlay(tiny_models, photos, tmp_path):
+    import av
+
+    from tests.readers import check_mot
+
+    out = tmp_path / "out"
+    result = run_cli(*track_args(tiny_models, photos / "bedroom.mp4", out, "--max-frames", "5", "--every", "2",
+                                 "--format", "coco,mot", "--plot"))
+    assert result.returncode == 0, result.stderr
+    assert "Labeled 5 of 5 frames" in result.stderr and "mot.txt" in result.stderr and "overlay.mp4" in result.stderr
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"frame_{i:06d}.json" for i in range(5)]
+    assert check_mot(out) == 1.0
+    check_coco(out, ["person", "bed"])
+    with av.open(str(out / "overlay.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and (stream.width, stream.height) == (960, 540)
+        assert sum(1 for _ in container.decode(stream)) == 5
+
+
+@pytest.fixture(scope="module")
+def squares_clip(tmp_path_factory) -> Path:
+    from tests.fakes import MovingSquares, write_clip
+
+    scene = MovingSquares(frames=10)
+    return write_clip(tmp_path_factory.mktemp("squares") / "squares.mp4", [scene.frame(i) for i in range(10)])
+
+
+def test_track_killed_with_kill_9_resumes_to_the_same_files(tiny_models, squares_clip, tmp_path):
+    import signal
+
+    reference = tmp_path / "reference"
+    args = ["--every", "3", "--format", "all"]
+    assert run_cli(*track_args(tiny_models, squares_clip, reference, *args)).returncode == 0
+
+    out = tmp_path / "out"
+    code, lines = start_and_signal(track_args(tiny_models, squares_clip, out, *args), out, signal.SIGKILL, 5,
+                                   tmp_path / "killed.log")
+    assert code == -signal.SIGKILL and 5 <= lines < 10, (code, lines)
+    result = run_cli(*track_args(tiny_models, squares_clip, out, *args))
+    assert result.returncode == 0, result.stderr
+    assert "Skipped 3 already labeled" in result.stderr  # resumed at the key frame 3
+    assert_same_outputs(out, reference)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "notes.mp4 is not a video"),
+        (lambda d: d / "missing.mp4", "does not exist"),
+    ],
+    ids=["text", "missing"],
+)
+def test_track_bad_video_exits_2_with_the_reason(tiny_models, tmp_path, make, message):
+    result = run_cli(*track_args(tiny_models, make(tmp_path), tmp_path / "out"))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -72,13 +72,25 @@ def normalize_sam2_output(
     return chosen, scores[rows, best].astype(np.float32)
 
 
-def load_sam2_model(checkpoint: str | os.PathLike[str], config: str | os.PathLike[str], device: torch.device) -> Any:
+#: What sam2's own ``build_sam2_video_predictor`` changes for video: the predictor class, clicked masks
+#: binarised for the memory encoder, and small holes filled.
+_VIDEO_OVERRIDES = {
+    "_target_": "sam2.sam2_video_predictor.SAM2VideoPredictor",
+    "binarize_mask_from_pts_for_mem_enc": True,
+    "fill_hole_area": 8,
+}
+
+
+def load_sam2_model(checkpoint: str | os.PathLike[str], config: str | os.PathLike[str], device: torch.device,
+                    *, video: bool = False) -> Any:
     """Builds a SAM2 model from a model config and loads a Meta-format checkpoint strictly.
 
     Args:
         checkpoint: ``.pt`` holding ``{"model": state_dict}``.
         config: SAM2 model ``.yaml`` (a ``model:`` node with hydra ``_target_`` entries).
         device: Where the model should live.
+        video: Build sam2's ``SAM2VideoPredictor`` (with the settings sam2's
+            ``build_sam2_video_predictor`` applies) instead of the image model. The same weights serve both.
 
     Raises:
         ModelLoadError: The config cannot be built, the file is no SAM2 checkpoint, or keys are
@@ -94,7 +106,8 @@ def load_sam2_model(checkpoint: str | os.PathLike[str], config: str | os.PathLik
         model_cfg = cfg.model
     except Exception as exc:  # noqa: BLE001 - yaml and omegaconf raise many types
         raise ModelLoadError(f"Could not read the SAM2 model config {config}: {exc}") from exc
-    extra = OmegaConf.create({"sam_mask_decoder_extra_args": dict(_POSTPROCESSING_OVERRIDES)})
+    extra = OmegaConf.create({"sam_mask_decoder_extra_args": dict(_POSTPROCESSING_OVERRIDES),
+                              **(_VIDEO_OVERRIDES if video else {})})
     model_cfg = OmegaConf.merge(model_cfg, extra)
     OmegaConf.resolve(model_cfg)
     try:
