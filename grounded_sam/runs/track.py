@@ -120,10 +120,7 @@ def run_tracking(
     Raises:
         VideoLoadError, OptionError, OutputFolderError, and the model errors of the pipeline.
     """
-    from grounded_sam.export import CocoWriter
-    from grounded_sam.export.mot import MotWriter
     from grounded_sam.export.overlap import check_overlap_mode
-    from grounded_sam.export.video import OverlayVideoWriter
     from grounded_sam.inputs.video import frame_range, iter_frames, probe_video
     from grounded_sam.runs.manifest import Manifest
 
@@ -140,15 +137,8 @@ def run_tracking(
         "formats": [*image_formats, *(["mot"] if mot else [])], "plot": bool(plot), "overlap": overlap,
         "coco_masks": coco_masks,
     }
-    writers: list[OutputWriter] = [w for w in build_writers(out, parsed.class_names, image_formats, plot=plot,
-                                                              overlap=overlap, coco_masks=coco_masks)
-                                   if not isinstance(w, CocoWriter)]
-    if "coco" in image_formats:
-        writers.append(CocoWriter(out, parsed.class_names, masks=coco_masks, overlap=overlap))
-    if mot:
-        writers.append(MotWriter(out))
-    if plot:
-        writers.append(OverlayVideoWriter(out, info.fps))
+    writers = _writers(out, parsed.class_names, image_formats, mot=mot, plot=plot, overlap=overlap,
+                       coco_masks=coco_masks, fps=info.fps)
     end = info.frame_count if stop is None else stop if info.frame_count is None else min(stop, info.frame_count)
     expected = None if end is None else max(0, end - first)
     summary = BatchSummary(total=expected, out_dir=out)
@@ -180,6 +170,20 @@ def run_tracking(
             summary.interrupted = True  # the frame in progress has no manifest line: done again on resume
         finish_run(writers, manifest, summary, "frames")
     return summary
+
+
+def _writers(out: Path, class_names: tuple[str, ...], image_formats: tuple[str, ...], *, mot: bool, plot: bool,
+             overlap: str, coco_masks: str, fps: float) -> list[OutputWriter]:
+    """The folder-run writers for the image formats (per frame), then MOT and the overlay video."""
+    from grounded_sam.export.mot import MotWriter
+    from grounded_sam.export.video import OverlayVideoWriter
+
+    writers = build_writers(out, class_names, image_formats, plot=plot, overlap=overlap, coco_masks=coco_masks)
+    if mot:
+        writers.append(MotWriter(out))
+    if plot:
+        writers.append(OverlayVideoWriter(out, fps))  # after the OverlayWriter, whose PNGs it encodes
+    return writers
 
 
 def _write_frame(tracked: TrackedFrame, clip: str, writers: list[OutputWriter], manifest: Any, out: Path,
