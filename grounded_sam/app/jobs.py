@@ -1,9 +1,10 @@
-"""Batch jobs of the web app: a folder per job, inputs from uploads, zips and server folders,
-and a labeling run streamed image by image.
+"""Jobs of the web app: a folder per job, batch inputs from uploads, zips and server folders, and a
+blocking run (a batch, a clip) streamed item by item.
 
-Nothing here knows about Gradio; :mod:`grounded_sam.app.batch_tab` turns these pieces into a
-page. A job folder holds ``input/`` (extracted archives), ``results/`` (what the writers write,
-zipped at the end) and the results zip. Old job folders are removed when a new job starts.
+Nothing here knows about Gradio; :mod:`grounded_sam.app.batch_tab` and :mod:`grounded_sam.app.video_tab`
+turn these pieces into a page. A job folder holds ``input/`` (extracted archives), ``results/`` (what
+the writers write, zipped at the end) and the results zip. Old job folders are removed when a new
+job starts.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 from grounded_sam.app.settings import AppSettings
 from grounded_sam.categories import CategoriesLike
@@ -31,8 +32,9 @@ from grounded_sam.inputs.images import is_image_path
 from grounded_sam.runs.batch import BatchSummary, ImageOutcome, InputImage, collect_images, label_images
 
 __all__ = [
-    "BatchInputs", "DisplayNameWriter", "ProgressEvent", "format_seconds", "gather_inputs", "job_summary_text",
-    "jobs_root", "new_job_dir", "seconds_left", "stream_label_images", "upload_path", "write_job_summary",
+    "BatchInputs", "DisplayNameWriter", "ProgressCallback", "ProgressEvent", "format_seconds", "gather_inputs",
+    "job_summary_text", "jobs_root", "new_job_dir", "seconds_left", "stream_job", "stream_label_images", "upload_path",
+    "write_job_summary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -151,52 +153,51 @@ class DisplayNameWriter:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One image is done: ``done`` of ``total``, and its outcome."""
+    """One item (an image, a frame) is done: ``done`` of ``total`` (None when a clip does not say), and its outcome."""
 
     done: int
-    total: int
+    total: int | None
     outcome: ImageOutcome
+
+
+#: What a streamed job gets to report each item: ``(done, total or None, outcome)``.
+ProgressCallback = Callable[[int, Any, ImageOutcome], None]
+R = TypeVar("R")
 
 
 class _Stopped(Exception):
     """Raised in the worker thread to end a run whose consumer went away."""
 
 
-def stream_label_images(
-    pipe: Any,
-    images: Sequence[InputImage],
-    categories: CategoriesLike,
-    writers: Sequence[OutputWriter],
-    *,
-    settings: dict[str, Any] | None = None,
-) -> Iterator[ProgressEvent | BatchSummary]:
-    """:func:`grounded_sam.runs.batch.label_images` as a generator: a :class:`ProgressEvent` per image, then the summary.
+def stream_job(run: Callable[[ProgressCallback], R], *, name: str = "grounded-sam-job") -> Iterator[ProgressEvent | R]:
+    """Runs a blocking job in a worker thread and yields a :class:`ProgressEvent` per item as it finishes, then
+    the job's result.
 
-    The run happens in a worker thread so that the caller can show each image as it finishes.
-    If the caller stops iterating (a closed page), the worker stops after the image it is on,
-    and closing the generator waits for that, so two runs never use the models at once.
+    ``run`` receives the ``on_progress(done, total, outcome)`` callback to hand to the package's run
+    (:func:`~grounded_sam.runs.batch.label_images`, :func:`~grounded_sam.runs.track.run_tracking`). If
+    the caller stops iterating (Stop, a closed page), the callback raises in the worker after the item
+    it reports, and closing the generator waits for that, so two runs never use the models at once.
 
     Raises:
-        Whatever :func:`label_images` raises outside its per-image handling.
+        Whatever ``run`` raises, in the caller's thread.
     """
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     stop = threading.Event()
 
-    def on_progress(done: int, total: int, outcome: ImageOutcome) -> None:
+    def on_progress(done: int, total: int | None, outcome: ImageOutcome) -> None:
         events.put(("progress", ProgressEvent(done, total, outcome)))
         if stop.is_set():
             raise _Stopped
 
     def work() -> None:
         try:
-            summary = label_images(pipe, images, categories, writers, settings=settings, on_progress=on_progress)
-            events.put(("done", summary))
+            events.put(("done", run(on_progress)))
         except _Stopped:
             events.put(("stopped", None))
         except BaseException as exc:  # handed to the consumer's thread, re-raised there
             events.put(("error", exc))
 
-    worker = threading.Thread(target=work, name="grounded-sam-batch", daemon=True)
+    worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
     try:
         while True:
@@ -213,6 +214,24 @@ def stream_label_images(
     finally:
         stop.set()
         worker.join()
+
+
+def stream_label_images(
+    pipe: Any,
+    images: Sequence[InputImage],
+    categories: CategoriesLike,
+    writers: Sequence[OutputWriter],
+    *,
+    settings: dict[str, Any] | None = None,
+) -> Iterator[ProgressEvent | BatchSummary]:
+    """:func:`grounded_sam.runs.batch.label_images` as a generator (:func:`stream_job`): a :class:`ProgressEvent`
+    per image, then the summary. Stopping stops the run after the image it is on.
+
+    Raises:
+        Whatever :func:`label_images` raises outside its per-image handling.
+    """
+    return stream_job(lambda on_progress: label_images(pipe, images, categories, writers, settings=settings,
+                                                       on_progress=on_progress), name="grounded-sam-batch")
 
 
 def seconds_left(done: int, total: int, elapsed_s: float) -> float | None:

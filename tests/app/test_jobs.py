@@ -1,4 +1,4 @@
-"""Batch jobs of the app: job folders, gathering inputs, streaming a run image by image."""
+"""Jobs of the app: job folders, gathering inputs, streaming a blocking run item by item."""
 
 from __future__ import annotations
 
@@ -24,15 +24,16 @@ from grounded_sam.app.jobs import (
     job_summary_text,
     new_job_dir,
     seconds_left,
+    stream_job,
     stream_label_images,
     upload_path,
     write_job_summary,
 )
 from grounded_sam.app.settings import AppSettings
-from grounded_sam.errors import ArchiveError, InputError
+from grounded_sam.errors import ArchiveError, InputError, VideoLoadError
 from grounded_sam.export import JsonLabelWriter
 from grounded_sam.inputs.archive import SkippedMember, ZipLimits
-from grounded_sam.runs.batch import BatchSummary, InputImage
+from grounded_sam.runs.batch import BatchSummary, ImageOutcome, InputImage
 from tests.factories import whole_image
 
 
@@ -197,6 +198,44 @@ def test_stream_label_images_reraises_a_setup_error(tmp_path: Path) -> None:
     images = [InputImage(save_png(tmp_path / "a.png"), PurePath("a.png"))]
     with pytest.raises(Exception, match="Expected at least one category"):
         list(stream_label_images(FakePipe(), images, " , ", []))
+
+
+def test_stream_job_yields_progress_with_an_unknown_total_then_the_result() -> None:
+    def job(on_progress: Any) -> str:
+        for done in (1, 2):
+            on_progress(done, None, ImageOutcome(f"clip#frame={done - 1}", f"frame_{done - 1:06d}", True))
+        return "summary"
+
+    events = list(stream_job(job, name="grounded-sam-test"))
+
+    assert [(e.done, e.total) for e in events[:2] if isinstance(e, ProgressEvent)] == [(1, None), (2, None)]
+    assert events[2] == "summary"
+
+
+def test_stream_job_stops_when_the_consumer_goes_away() -> None:
+    reported: list[int] = []
+
+    def job(on_progress: Any) -> str:
+        for done in range(1, 50):
+            time.sleep(0.02)
+            reported.append(done)
+            on_progress(done, 49, ImageOutcome("x", "x", True))
+        return "finished"
+
+    stream = stream_job(job, name="grounded-sam-test")
+    assert next(stream).done == 1
+    stream.close()  # waits for the worker, which stops at its next report
+
+    assert len(reported) < 49
+    assert not [t for t in threading.enumerate() if t.name == "grounded-sam-test"]
+
+
+def test_stream_job_reraises_the_jobs_error_in_the_callers_thread() -> None:
+    def job(on_progress: Any) -> str:
+        raise VideoLoadError("clip.mp4 is corrupt after frame 3")
+
+    with pytest.raises(VideoLoadError, match="corrupt after frame 3"):
+        list(stream_job(job))
 
 
 def test_display_name_writer_records_the_users_name(tmp_path: Path) -> None:
