@@ -12,10 +12,13 @@ variable, what it holds and what it should hold, rather than failing on the firs
 ``GROUNDED_SAM_MAX_UPLOAD_MB``     Largest uploaded file in MB (default 200)
 ``GROUNDED_SAM_QUEUE_SIZE``        Requests waiting for the models before new ones are refused (default 16)
 ``GROUNDED_SAM_MAX_BATCH_IMAGES``  Images in one batch job (default 100)
+``GROUNDED_SAM_MAX_VIDEO_FRAMES``  Frames one video job may track (default 900: 30 s at 30 fps)
 ``GROUNDED_SAM_ZIP_MAX_MEMBERS``   Entries in one uploaded zip (default 2000)
 ``GROUNDED_SAM_ZIP_MAX_MB``        Uncompressed MB extracted from one zip, counted while reading (default 2048)
 ``GROUNDED_SAM_ZIP_MAX_RATIO``     Largest compression ratio of a zip member (default 200)
 =================================  ==========================================================
+
+Images and video frames over ``GROUNDED_SAM_MAX_PIXELS`` (read by the package at call time) are refused too.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class AppSettings:
         max_upload_bytes: Largest uploaded file (Gradio's ``max_file_size``).
         queue_size: Requests that may wait for the models (Gradio's queue ``max_size``).
         max_batch_images: Images one batch job may label.
+        max_video_frames: Frames one video job may track (after its start, end and frame limit).
         zip_limits: Caps on one uploaded zip.
     """
 
@@ -62,6 +66,7 @@ class AppSettings:
     max_upload_bytes: int = 200 * _MB
     queue_size: int = 16
     max_batch_images: int = 100
+    max_video_frames: int = 900
     zip_limits: ZipLimits = field(default_factory=ZipLimits)
 
     def model_choices(self, kind: ModelKind) -> list[tuple[str, str]]:
@@ -152,6 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
         max_upload_bytes=int(_number(env, "MAX_UPLOAD_MB", defaults.max_upload_bytes / _MB) * _MB),
         queue_size=_int(env, "QUEUE_SIZE", defaults.queue_size),
         max_batch_images=_int(env, "MAX_BATCH_IMAGES", defaults.max_batch_images),
+        max_video_frames=_int(env, "MAX_VIDEO_FRAMES", defaults.max_video_frames),
         zip_limits=limits,
     )
 

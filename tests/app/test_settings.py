@@ -35,6 +35,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "GROUNDED_SAM_MAX_UPLOAD_MB": "2.5",
         "GROUNDED_SAM_QUEUE_SIZE": "4",
         "GROUNDED_SAM_MAX_BATCH_IMAGES": "1_000",
+        "GROUNDED_SAM_MAX_VIDEO_FRAMES": "300",
         "GROUNDED_SAM_ZIP_MAX_MEMBERS": "10",
         "GROUNDED_SAM_ZIP_MAX_MB": "1",
         "GROUNDED_SAM_ZIP_MAX_RATIO": "50",
@@ -47,6 +48,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.max_upload_bytes == int(2.5 * 1024 * 1024)
     assert settings.queue_size == 4
     assert settings.max_batch_images == 1000
+    assert settings.max_video_frames == 300
     assert settings.zip_limits == ZipLimits(max_members=10, max_total_bytes=1024 * 1024, max_ratio=50.0)
 
 
@@ -56,6 +58,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         ("QUEUE_SIZE", "0", "GROUNDED_SAM_QUEUE_SIZE must be a whole number >= 1, but got '0'"),
         ("QUEUE_SIZE", "ten", "GROUNDED_SAM_QUEUE_SIZE must be a whole number"),
         ("MAX_BATCH_IMAGES", "-3", "GROUNDED_SAM_MAX_BATCH_IMAGES must be a whole number"),
+        ("MAX_VIDEO_FRAMES", "0", "GROUNDED_SAM_MAX_VIDEO_FRAMES must be a whole number >= 1, but got '0'"),
         ("ZIP_MAX_MEMBERS", "1.5", "GROUNDED_SAM_ZIP_MAX_MEMBERS must be a whole number"),
         ("MAX_UPLOAD_MB", "0", "GROUNDED_SAM_MAX_UPLOAD_MB must be a number above 0"),
         ("MAX_UPLOAD_MB", "lots", "GROUNDED_SAM_MAX_UPLOAD_MB must be a number above 0"),
