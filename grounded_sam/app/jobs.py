@@ -174,18 +174,21 @@ def stream_job(run: Callable[[ProgressCallback], R], *, name: str = "grounded-sa
     the job's result.
 
     ``run`` receives the ``on_progress(done, total, outcome)`` callback to hand to the package's run
-    (:func:`~grounded_sam.runs.batch.label_images`, :func:`~grounded_sam.runs.track.run_tracking`). If
-    the caller stops iterating (Stop, a closed page), the callback raises in the worker after the item
-    it reports, and closing the generator waits for that, so two runs never use the models at once.
+    (:func:`~grounded_sam.runs.batch.label_images`, :func:`~grounded_sam.runs.track.run_tracking`). The
+    worker waits in that callback until the caller asks for the next item, so when the caller stops
+    iterating (Stop, a closed page) the run ends there: closing the generator returns at once, never
+    waits for another item, and two runs never use the models at once.
 
     Raises:
         Whatever ``run`` raises, in the caller's thread.
     """
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    resume = threading.Semaphore(0)
     stop = threading.Event()
 
     def on_progress(done: int, total: int | None, outcome: ImageOutcome) -> None:
         events.put(("progress", ProgressEvent(done, total, outcome)))
+        resume.acquire()  # until the caller takes the next item, or stops
         if stop.is_set():
             raise _Stopped
 
@@ -204,6 +207,7 @@ def stream_job(run: Callable[[ProgressCallback], R], *, name: str = "grounded-sa
             kind, value = events.get()
             if kind == "progress":
                 yield value
+                resume.release()
             elif kind == "done":
                 yield value
                 return
@@ -213,6 +217,7 @@ def stream_job(run: Callable[[ProgressCallback], R], *, name: str = "grounded-sa
                 return
     finally:
         stop.set()
+        resume.release()
         worker.join()
 
 

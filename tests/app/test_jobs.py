@@ -212,21 +212,25 @@ def test_stream_job_yields_progress_with_an_unknown_total_then_the_result() -> N
     assert events[2] == "summary"
 
 
-def test_stream_job_stops_when_the_consumer_goes_away() -> None:
-    reported: list[int] = []
+def test_stream_job_ends_the_run_at_once_when_the_consumer_goes_away() -> None:
+    """What Stop needs: the worker waits for the consumer between items, so closing never waits for another item."""
+    started: list[int] = []
 
     def job(on_progress: Any) -> str:
-        for done in range(1, 50):
-            time.sleep(0.02)
-            reported.append(done)
-            on_progress(done, 49, ImageOutcome("x", "x", True))
+        for done in range(1, 10):
+            started.append(done)
+            time.sleep(0.5)  # one item's work
+            on_progress(done, 9, ImageOutcome("x", "x", True))
         return "finished"
 
     stream = stream_job(job, name="grounded-sam-test")
     assert next(stream).done == 1
-    stream.close()  # waits for the worker, which stops at its next report
+    time.sleep(0.1)  # the worker must not start the next item meanwhile
+    began = time.perf_counter()
+    stream.close()
 
-    assert len(reported) < 49
+    assert time.perf_counter() - began < 0.3
+    assert started == [1]
     assert not [t for t in threading.enumerate() if t.name == "grounded-sam-test"]
 
 
