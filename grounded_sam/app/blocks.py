@@ -1,4 +1,4 @@
-"""The page: the options column beside the image and batch tabs, the queue, and serving it.
+"""The page: the options column beside the image, batch and video tabs, the queue, and serving it.
 
 :func:`build_demo` builds no model: models load on first use and are shared by every request.
 :func:`main` is what ``python app.py`` runs.
@@ -16,6 +16,7 @@ from grounded_sam.app.edit_panel import release_on_unload
 from grounded_sam.app.image_tab import build_image_tab
 from grounded_sam.app.options_panel import build_options_panel
 from grounded_sam.app.settings import AppSettings, load_settings
+from grounded_sam.app.video_tab import build_video_tab
 from grounded_sam.errors import GroundedSamError
 
 __all__ = ["build_demo", "main"]
@@ -42,13 +43,15 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
     with gr.Blocks(title="Grounded SAM 2", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(
             "# Grounded SAM 2\n"
-            "Type what to find, get a mask for every object: Florence-2 finds the boxes, SAM2 draws the masks."
+            "Type what to find, get a mask for every object: Florence-2 finds the boxes, SAM2 draws the masks "
+            "(and, in a video, carries them from frame to frame)."
         )
         with gr.Row(equal_height=False):
             options = build_options_panel(settings)
             with gr.Column(scale=3), gr.Tabs():
                 build_image_tab(settings, options, detection_cache, editors)
                 build_batch_tab(settings, options)
+                build_video_tab(settings, options)
         demo.unload(release_on_unload(editors))
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=2)

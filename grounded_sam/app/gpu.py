@@ -1,7 +1,7 @@
 """The ZeroGPU shim: every model call of the app, wrapped in ``spaces.GPU`` where that package is importable.
 
 On Hugging Face ZeroGPU Spaces a GPU is lent per call, for the seconds the call asks for; the
-duration functions here size that by the work (prompts, images). Elsewhere ``spaces`` is absent
+duration functions here size that by the work (prompts, images, frames). Elsewhere ``spaces`` is absent
 (or present and a no-op) and the calls run as they are. ``app.py`` imports ``spaces`` before
 anything imports torch; the import here finds that module (or its absence).
 
@@ -26,12 +26,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GpuDecoder", "attach_refiner", "batch_gpu_seconds", "click_gpu_seconds", "decode_on_gpu",
-    "detect_and_segment", "label_on_gpu", "on_gpu", "segment_gpu_seconds",
+    "detect_and_segment", "label_on_gpu", "on_gpu", "segment_gpu_seconds", "track_gpu_seconds", "track_on_gpu",
 ]
 
 #: ZeroGPU time asked for: a base (model loading, transfers) plus a share per unit of work.
 SEGMENT_GPU_S, SEGMENT_GPU_PER_PROMPT_S = 60, 5
 BATCH_GPU_S, BATCH_GPU_PER_IMAGE_S = 60, 10
+#: A clip: SAM2's propagation on every frame, the detector on every N-th, each frame's files (not measured on
+#: ZeroGPU yet: an estimate that leaves room for writing each frame's overlay PNG on the CPU).
+TRACK_GPU_S, TRACK_GPU_PER_FRAME_S = 60, 0.5
 #: ZeroGPU time asked for one click (one or two mask-decoder passes).
 CLICK_GPU_S = 10
 
@@ -59,6 +62,12 @@ def batch_gpu_seconds(pipe: Any, images: list[Any], categories: Categories, writ
     return BATCH_GPU_S + BATCH_GPU_PER_IMAGE_S * len(images)
 
 
+def track_gpu_seconds(pipe: Any, video: Any, categories: Categories, out_dir: Any, frames: int,
+                      run: dict[str, Any]) -> int:
+    """ZeroGPU seconds for a clip: grows with the number of frames to track."""
+    return int(TRACK_GPU_S + TRACK_GPU_PER_FRAME_S * frames)
+
+
 def click_gpu_seconds(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> int:
     """ZeroGPU seconds for one click: SAM2's mask decoder on a cached embedding."""
     return CLICK_GPU_S
@@ -78,6 +87,20 @@ def label_on_gpu(
     from grounded_sam.app.jobs import stream_label_images
 
     yield from stream_label_images(pipe, images, categories, writers, settings=settings)
+
+
+@on_gpu(track_gpu_seconds)
+def track_on_gpu(
+    pipe: Any, video: Any, categories: Categories, out_dir: Any, frames: int, run: dict[str, Any]
+) -> Iterator[Any]:
+    """:func:`grounded_sam.app.video_job.stream_tracking` under one GPU lease for the whole clip.
+
+    ``frames`` (at most the server's cap) only sizes the lease; ``run`` holds the keyword arguments of
+    :func:`~grounded_sam.runs.track.run_tracking`.
+    """
+    from grounded_sam.app.video_job import stream_tracking
+
+    yield from stream_tracking(pipe, video, categories, out_dir, **run)
 
 
 @on_gpu(click_gpu_seconds)

@@ -102,11 +102,13 @@ class LabelOptions:
         return cls(values.get("categories") or "", pick(ModelOptions), pick(OverlayOptions))
 
 
-def load_models(pipe: GroundedSAM2) -> None:
-    """Loads the pipeline's models now, before the GPU-wrapped call."""
+def load_models(pipe: GroundedSAM2, *, tracking: bool = False) -> None:
+    """Loads the pipeline's models now, before the GPU-wrapped call (with ``tracking``, SAM2's video predictor too)."""
     # On ZeroGPU that keeps them in the main process across calls; elsewhere it simply makes
     # missing weights fail before any work starts.
     pipe.detector, pipe.segmenter  # noqa: B018
+    if tracking:
+        pipe.video_propagator  # noqa: B018
 
 
 def run_settings(pipe: GroundedSAM2, categories: Categories) -> dict[str, Any]:

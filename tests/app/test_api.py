@@ -1,7 +1,8 @@
 """The app's named API, through ``gradio_client``, against ``python app.py`` with the tiny test models.
 
 One server runs for the module. Its pixel cap is lowered to 3 megapixels so that ``cars.jpg``
-(2250 x 1500) is over it while ``truck.jpg`` (1800 x 1200) is not. The first tests build the
+(2250 x 1500) is over it while ``truck.jpg`` (1800 x 1200) is not, and its video cap to 12 frames, so
+that ``bedroom.mp4`` (200 frames) is over it while a synthetic 8-frame clip is not. The first tests build the
 app in-process to check what needs no server: no model at build time, the queue settings, and
 the ZeroGPU wrapping.
 """
@@ -51,7 +52,7 @@ def test_building_the_page_loads_no_model(app_env: None) -> None:
 
     assert models._cache == {}
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
-    for name in ("segment", "label_batch", "label_batch_stream"):
+    for name in ("segment", "label_batch", "label_batch_stream", "track", "track_stream"):
         assert by_name[name].concurrency_id == MODEL_QUEUE
         assert by_name[name].concurrency_limit == 1
     assert demo._queue.max_size == AppSettings().queue_size
@@ -71,12 +72,15 @@ def test_the_named_endpoints_keep_their_parameters(app_env: None) -> None:
         return [(p["parameter_name"], p["parameter_has_default"], p["parameter_default"])
                 for p in endpoints[name]["parameters"]]
 
-    assert sorted(endpoints) == ["/label_batch", "/segment"]
+    assert sorted(endpoints) == ["/label_batch", "/segment", "/track"]
     assert parameters("/segment") == [("image", False, None), *options]
     assert parameters("/label_batch") == [("files", False, None), *options, ("server_folder", True, None),
                                           ("formats", True, [])]
     assert [r["label"] for r in endpoints["/segment"]["returns"]] == ["Overlay · click to fix", "Detections"]
     assert [r["label"] for r in endpoints["/label_batch"]["returns"]] == ["Results zip", "Summary"]
+    assert parameters("/track") == [("video", False, None), *options, ("every", True, 15), ("max_frames", True, 0),
+                                    ("start_s", True, 0), ("end_s", True, 0), ("formats", True, ["coco", "mot"])]
+    assert [r["label"] for r in endpoints["/track"]["returns"]] == ["Overlay video", "Results zip", "Summary"]
 
 
 def test_every_handler_declares_what_gradio_fills_in(app_env: None) -> None:
@@ -131,8 +135,10 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     try:
         wrapped = importlib.reload(gpu_module)
-        assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_gpu_seconds, wrapped.click_gpu_seconds]
+        assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_gpu_seconds, wrapped.track_gpu_seconds,
+                             wrapped.click_gpu_seconds]
         assert wrapped.detect_and_segment.zerogpu_duration is wrapped.segment_gpu_seconds
+        assert wrapped.track_on_gpu.zerogpu_duration is wrapped.track_gpu_seconds
         assert wrapped.decode_on_gpu.zerogpu_duration is wrapped.click_gpu_seconds  # every click's decoder pass
 
         one, three = parse_categories("a"), parse_categories("a, b, c")
@@ -140,6 +146,8 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
         many = wrapped.batch_gpu_seconds(None, [1] * 10, one, [], {})
         few = wrapped.batch_gpu_seconds(None, [1], one, [], {})
         assert many > few
+        assert wrapped.track_gpu_seconds(None, None, one, None, 900, {}) > wrapped.track_gpu_seconds(None, None, one,
+                                                                                                   None, 8, {})
 
         monkeypatch.setitem(sys.modules, "spaces", None)  # `import spaces` now raises ImportError
         plain = importlib.reload(gpu_module)
@@ -200,7 +208,8 @@ def tiny_record() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    with run_app(tiny_models, tmp_path_factory.mktemp("app-api"), {"GROUNDED_SAM_MAX_PIXELS": "3000000"}) as running:
+    caps = {"GROUNDED_SAM_MAX_PIXELS": "3000000", "GROUNDED_SAM_MAX_VIDEO_FRAMES": "12"}
+    with run_app(tiny_models, tmp_path_factory.mktemp("app-api"), caps) as running:
         yield running
 
 
@@ -394,6 +403,86 @@ def test_label_batch_refuses_bad_input_clearly_and_the_next_call_works(
 
     results, summary = client.predict([handle_file(str(EXAMPLES / "groceries.jpg"))], "bag", api_name="/label_batch")
     assert summary.startswith("Labeled 1 of 1 images") and zipfile.is_zipfile(results)
+    assert server.process.poll() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracking a clip
+
+
+TRACK_FRAMES, TRACK_EVERY = 8, 3
+
+
+@pytest.fixture(scope="module")
+def squares_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fakes import MovingSquares, write_clip
+
+    scene = MovingSquares(frames=TRACK_FRAMES)
+    return write_clip(tmp_path_factory.mktemp("clip") / "squares.mp4", [scene.frame(i) for i in range(TRACK_FRAMES)])
+
+
+def test_track_returns_a_playable_overlay_video_and_every_frames_labels(
+    client: Client, squares_clip: Path, tmp_path: Path
+) -> None:
+    import av
+
+    from tests.readers import check_mot
+
+    video, results, summary = client.predict(handle_file(str(squares_clip)), "square, bar", every=TRACK_EVERY,
+                                             formats=["coco", "mot", "yolo"], api_name="/track")
+
+    with av.open(video) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and (stream.width, stream.height) == (96, 64)
+        assert sum(1 for _ in container.decode(stream)) == TRACK_FRAMES
+    extracted = tmp_path / "results"
+    with zipfile.ZipFile(results) as archive:
+        names = set(archive.namelist())
+        archive.extractall(extracted)
+    assert {f"labels/frame_{i:06d}.json" for i in range(TRACK_FRAMES)} <= names
+    assert {"mot.txt", "overlay.mp4", "coco/annotations.json", "yolo/segment/data.yaml"} <= names
+    assert not any(name.startswith("overlays/") or name == "manifest.jsonl" for name in names)
+    record = json.loads((extracted / "labels" / "frame_000004.json").read_text())
+    assert record["detections"] and all(isinstance(d["track_id"], int) for d in record["detections"])
+    assert check_mot(extracted) == pytest.approx(1.0)
+    assert summary.startswith(f"Tracked {TRACK_FRAMES} frames of squares.mp4")
+    assert "every 3 frames" in summary and "Objects tracked: square" in summary
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("not a video", "notes.mp4 is not a video this tool can read"),
+        ("over the frame cap", "bedroom.mp4 has 200 frames to track (6.7 s at 30 fps), over the cap of 12 frames"),
+        ("over the pixel cap", "big.mp4 has 2048x1536 frames, over the limit of 3000000 pixels per frame"),
+        ("no video", "No video: upload a clip"),
+        ("bad every", "every must be a whole number of frames >= 1, but got 0"),
+    ],
+)
+def test_track_refuses_a_bad_clip_clearly_and_the_next_call_works(
+    client: Client, server: AppServer, squares_clip: Path, tmp_path: Path, case: str, message: str
+) -> None:
+    from tests.fakes import write_clip
+
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video, whatever its name says")
+    clips = {
+        "not a video": notes,
+        "over the frame cap": EXAMPLES / "bedroom.mp4",
+        "over the pixel cap": write_clip(tmp_path / "big.mp4", [np.zeros((1536, 2048, 3), np.uint8)]),
+        "no video": None,
+        "bad every": squares_clip,
+    }
+    clip = clips[case]
+    with pytest.raises(AppError) as error:
+        client.predict(None if clip is None else handle_file(str(clip)), "square",
+                       every=0 if case == "bad every" else 3, api_name="/track")
+    assert message in str(error.value)
+    assert "Traceback" not in str(error.value)
+
+    video, results, summary = client.predict(handle_file(str(squares_clip)), "square", max_frames=1,
+                                             api_name="/track")
+    assert summary.startswith("Tracked 1 frame of squares.mp4") and zipfile.is_zipfile(results)
     assert server.process.poll() is None
 
 

@@ -1,10 +1,11 @@
 """The app in a real browser: Debian's headless Chromium, driven by Playwright, against ``python app.py``.
 
-A person's path through both tabs: upload a photo, type categories, click Run, see the overlay
+A person's path through the tabs: upload a photo, type categories, click Run, see the overlay
 and the table; fix the result by clicking on the overlay (select, shrink a mask, delete, add a
 box of a new class, undo, redo, reset) and download the corrected labels; two pages editing
 apart; make a mistake and read the message; label a zip on the batch tab, watch the progress and
-get the results zip. Screenshots go where CI keeps test artifacts
+get the results zip; track a clip on the video tab, play the overlay video and step through its
+frames. Screenshots go where CI keeps test artifacts
 (``$GROUNDED_SAM_ARTIFACTS``, default ``test-artifacts/``).
 
 Playwright never downloads a browser here: it drives ``/usr/bin/chromium`` (``apt-get install
@@ -143,6 +144,67 @@ def test_batch_tab_labels_a_zip_with_progress_and_offers_the_results(page: Any, 
     assert "__MACOSX/._truck.jpg: macOS metadata" in summary
     page.screenshot(path=str(artifacts_dir() / "app-batch-tab.png"), full_page=True)
 
+
+def test_video_tab_tracks_a_clip_plays_the_overlay_video_and_shows_any_frame(
+    page: Any, server: AppServer, tmp_path: Path
+) -> None:
+    from tests.fakes import MovingSquares, write_clip
+
+    frames = 6
+    scene = MovingSquares(frames=frames)
+    clip = write_clip(tmp_path / "squares.mp4", [scene.frame(i) for i in range(frames)])
+
+    page.locator("#categories textarea").fill("square, bar")
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(clip))
+    page.locator("#video-input video").wait_for()  # the upload is in before the run starts
+    page.locator("#video-every input").fill("3")
+
+    # Stop during a run ends it; the next run starts afresh.
+    progress = page.locator("#video-progress")
+    page.locator("#run-video").click()
+    sync_api.expect(progress).to_contain_text(re.compile(rf"Tracked \d of {frames} frames"), timeout=TIMEOUT_MS)
+    # The cancel returns once the frame in progress is done (a model call is not interrupted); until then the
+    # page does not take another Track.
+    with page.expect_response(lambda response: response.url.endswith("/cancel")) as cancelled:
+        page.locator("#stop-video").click()
+    assert cancelled.value.ok
+    sync_api.expect(progress).to_contain_text("Stopped after the frame in progress")
+    page.locator("#run-video").click()
+    sync_api.expect(progress).to_contain_text(f"Tracked {frames} of {frames} frames · done", timeout=TIMEOUT_MS)
+    results = page.locator("#video-results a").first
+    results.wait_for()
+    assert re.search(r"/grounded-sam-video-[\d-]+\.zip$", results.get_attribute("href"))
+    summary = page.locator("#video-summary textarea").input_value()
+    assert summary.startswith(f"Tracked {frames} frames of squares.mp4")
+
+    # The overlay video has a source the browser can play: its metadata loads (H.264 in mp4).
+    page.locator("#video-overlay video").wait_for()
+    played = page.evaluate("""async () => {
+        const video = document.querySelector('#video-overlay video');
+        if (video.readyState < 1) {
+            video.load();
+            await new Promise(done => { video.addEventListener('loadedmetadata', done, {once: true});
+                                        setTimeout(done, 30000); });
+        }
+        return [video.readyState, video.duration, video.videoWidth, video.error && video.error.code];
+    }""")
+    assert played[0] >= 1 and played[1] > 0 and played[2] == 96 and played[3] is None, played
+
+    # The frame slider shows another frame's overlay and its objects (track id, class, score).
+    frame = page.locator("#video-frame-image img")
+    frame.wait_for()
+    sync_api.expect(page.locator("#video-objects")).to_contain_text("square")
+    before = frame.get_attribute("src")
+    page.locator("#video-frame input[type=number]").fill("4")
+    page.locator("#video-frame input[type=number]").press("Enter")
+    page.wait_for_function("(before) => document.querySelector('#video-frame-image img')?.src !== before",
+                           arg=before)
+    assert "frame_000004" in frame.get_attribute("src")
+    sync_api.expect(page.locator("#video-objects")).to_contain_text("square")
+    page.wait_for_timeout(500)  # let the new frame paint before the screenshot
+    page.screenshot(path=str(artifacts_dir() / "app-video-tab.png"), full_page=True)
+    assert server.process.poll() is None and "Traceback" not in server.log_text()
 
 # ---------------------------------------------------------------------------------------------
 # Fixing the result with clicks

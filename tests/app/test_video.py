@@ -1,0 +1,179 @@
+"""The video tab's job without Gradio or models: the clip's checks against the caps, the options a request hands
+over, one frame's objects, the summary and the results zip."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grounded_sam.app.settings import AppSettings
+from grounded_sam.app.video_job import (
+    ClipOptions,
+    FrameView,
+    finish_video_job,
+    frame_view,
+    plan_clip,
+    tracks_by_class,
+    video_summary_text,
+)
+from grounded_sam.errors import InputError, OptionError, VideoLoadError
+from grounded_sam.runs.batch import BatchSummary, ImageOutcome
+from tests.fakes import MovingSquares, write_clip
+
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    scene = MovingSquares(frames=FRAMES)
+    return write_clip(tmp_path_factory.mktemp("clip") / "squares.mp4", [scene.frame(i) for i in range(FRAMES)])
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (ClipOptions(), (15, (None, None, None), ["coco", "mot"])),
+        (ClipOptions(3.0, 0, 0, 0, []), (3, (None, None, None), [])),
+        (ClipOptions("4", "10", 0.5, "2.5", ["mot", "yolo"]), (4, (0.5, 2.5, 10), ["yolo", "mot"])),
+        (ClipOptions(1, None, None, None, "all"), (1, (None, None, None), ["coco", "yolo", "voc", "masks", "mot"])),
+    ],
+)
+def test_clip_options_read_what_a_request_hands_over(options: ClipOptions, expected: tuple[Any, ...]) -> None:
+    every, span, formats = expected
+    assert options.tracking().every == every
+    assert options.span() == span
+    assert options.format_list() == formats
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (ClipOptions(every=0), "every must be a whole number of frames >= 1, but got 0"),
+        (ClipOptions(every=2.5), "every must be a whole number, but got 2.5"),
+        (ClipOptions(every="often"), "every must be a number, but got 'often'"),
+        (ClipOptions(max_frames=1.5), "max_frames must be a whole number"),
+        (ClipOptions(formats=["gif"]), "Unknown format gif: expected a comma-separated list of coco, yolo"),
+    ],
+)
+def test_clip_options_refuse_bad_values_by_name(options: ClipOptions, message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        options.tracking()
+        options.span()
+        options.format_list()
+
+
+def test_plan_clip_counts_the_frames_asked_for(clip: Path) -> None:
+    whole = plan_clip(clip, ClipOptions(every=3), AppSettings())
+    assert (whole.name, whole.first, whole.frames) == ("squares.mp4", 0, FRAMES)
+    assert whole.run["max_frames"] == AppSettings().max_video_frames  # never unbounded
+    assert whole.run["options"].every == 3 and whole.run["formats"] == ["coco", "mot"]
+
+    part = plan_clip(clip, ClipOptions(start_s=0.2, end_s=0.6), AppSettings(max_video_frames=4))  # 10 fps
+    assert (part.first, part.frames, part.run["start_s"], part.run["end_s"]) == (2, 4, 0.2, 0.6)
+    assert plan_clip(clip, ClipOptions(max_frames=3), AppSettings(max_video_frames=3)).frames == 3
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("over the frame cap", "squares.mp4 has 8 frames to track (0.8 s at 10 fps), over the cap of 5 frames"),
+        ("over the pixel cap", "squares.mp4 has 96x64 frames, over the limit of 1000 pixels per frame"),
+        ("not a video", "notes.mp4 is not a video this tool can read"),
+        ("empty range", "squares.mp4 has no frames between frames 20 and the end"),
+        ("end before start", "The end time 0.1 s must come after the start time 0.5 s"),
+    ],
+)
+def test_plan_clip_refuses_clearly_before_any_model_loads(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, message: str
+) -> None:
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("a text file, renamed")
+    monkeypatch.setenv("GROUNDED_SAM_MAX_PIXELS", "1000" if case == "over the pixel cap" else "0")
+    path, options = {
+        "over the frame cap": (clip, ClipOptions()),
+        "over the pixel cap": (clip, ClipOptions()),
+        "not a video": (notes, ClipOptions()),
+        "empty range": (clip, ClipOptions(start_s=2.0)),
+        "end before start": (clip, ClipOptions(start_s=0.5, end_s=0.1)),
+    }[case]
+    with pytest.raises(VideoLoadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan_clip(path, options, AppSettings(max_video_frames=5 if case == "over the frame cap" else 900))
+
+
+def fake_job(job: Path, frames: dict[int, list[dict[str, Any]]]) -> BatchSummary:
+    """A finished run's folder as run_tracking leaves it (labels, overlays, bookkeeping), and its summary."""
+    out = job / "results"
+    for folder in ("labels", "overlays", "coco"):
+        (out / folder).mkdir(parents=True)
+    summary = BatchSummary(total=len(frames), out_dir=out)
+    for index, detections in frames.items():
+        stem = f"frame_{index:06d}"
+        (out / "labels" / f"{stem}.json").write_text(json.dumps({"frame": {"index": index}, "detections": detections}))
+        Image.new("RGB", (8, 6), (index, 0, 0)).save(out / "overlays" / f"{stem}.png")
+        summary.outcomes.append(ImageOutcome(f"/srv/upload/clip.mp4#frame={index}", stem, True,
+                                             num_detections=len(detections)))
+    for name in ("mot.txt", "overlay.mp4", "coco/annotations.json", "manifest.jsonl", "track_state.json"):
+        (out / name).write_text("x")
+    return summary
+
+
+def test_a_finished_job_zips_its_results_and_shows_any_frame(clip: Path, tmp_path: Path) -> None:
+    person = {"track_id": 2, "class_name": "person", "score": 0.875}
+    summary = fake_job(tmp_path, {4: [person, {"track_id": 1, "class_name": "bed", "score": 0.5}], 5: [person],
+                                  6: [{"track_id": 3, "class_name": "person", "score": None}]})
+    plan = plan_clip(clip, ClipOptions(every=3, start_s=0.4, end_s=0.7), AppSettings())
+
+    results, view = finish_video_job(tmp_path, plan, summary)
+
+    assert view == FrameView(tmp_path, 4, 6)
+    with zipfile.ZipFile(results) as archive:
+        names = set(archive.namelist())
+    assert names == {"labels/frame_000004.json", "labels/frame_000005.json", "labels/frame_000006.json", "mot.txt",
+                     "overlay.mp4", "coco/annotations.json"}  # no overlay PNGs, no server paths
+    overlay, rows = frame_view(view, 4.0)
+    assert Path(overlay).name == "frame_000004.png" and np.asarray(Image.open(overlay))[0, 0, 0] == 4
+    assert rows == [[1, "bed", "0.500"], [2, "person", "0.875"]]
+    assert frame_view(view, 99)[1] == [[3, "person", ""]]  # clamped to the last frame
+    assert tracks_by_class(view) == {"person": {2, 3}, "bed": {1}}
+
+    text = video_summary_text(plan, summary, 3, tracks_by_class(view))
+    assert text.splitlines()[:2] == ["Tracked 3 frames of squares.mp4 (10 fps; the detector on every 3 frames).",
+                                     "Objects tracked: person 2, bed 1."]
+    assert "formats: coco, mot" in text and "/srv" not in text
+    assert video_summary_text(plan, None, 1) == "Tracking squares.mp4... 1 of 3 frames done."
+
+
+def test_frame_view_without_a_result_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="No tracked clip yet"):
+        frame_view(None, 0)
+    with pytest.raises(InputError, match="Frame 2 of this result is gone"):
+        frame_view(FrameView(tmp_path, 0, 3), 2)
+
+
+def test_closing_a_run_stops_the_tracking_worker_and_zips_nothing(
+    app_env: None, tiny_models: dict[str, Path], clip: Path
+) -> None:
+    """What Stop does: Gradio closes the handler's generator; the worker stops after the frame it is on."""
+    import tempfile
+    import threading
+
+    from grounded_sam.app.options import LabelOptions
+    from grounded_sam.app.video_tab import run_video
+
+    settings = AppSettings(detector=str(tiny_models["florence_scripted"]), segmenter=str(tiny_models["sam2"]),
+                           device="cpu")
+    updates = run_video(settings, str(clip), LabelOptions("square, bar"), ClipOptions(every=3))
+    assert "loading models" in next(updates).progress_html
+    first = next(updates)
+    assert "Tracked 1 of 8 frames" in first.progress_html and first.frame.endswith("frame_000000.png")
+    updates.close()
+
+    assert not [t for t in threading.enumerate() if t.name == "grounded-sam-track"]
+    jobs = Path(tempfile.gettempdir()) / "grounded-sam-app"
+    assert not list(jobs.rglob("*.zip")) and not list(jobs.rglob("overlay.mp4"))
