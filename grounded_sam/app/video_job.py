@@ -237,9 +237,10 @@ def video_summary_text(plan: ClipPlan, summary: BatchSummary | None, done: int =
     objects = ", ".join(f"{name} {len(ids)}" for name, ids in (tracks or {}).items()) or "none"
     detector = "every frame" if every == 1 else f"every {every} frames"
     tracked = len(summary.labeled)
-    lines = [f"Tracked {tracked} frame{'s' if tracked != 1 else ''} of {plan.name} ({plan.info.fps:g} fps; the detector on {detector}).",
+    frames = f"{tracked} frame{'s' if tracked != 1 else ''}"
+    lines = [f"Tracked {frames} of {plan.name} ({plan.info.fps:g} fps; the detector on {detector}).",
              f"Objects tracked: {objects}."]
-    if plan.frames is None and len(summary.labeled) >= plan.run["max_frames"]:
+    if plan.frames is None and tracked >= plan.run["max_frames"]:
         lines.append(f"{plan.name} does not say how long it is: tracking stopped at {plan.run['max_frames']} frames.")
     formats = ", ".join(plan.run["formats"]) or "none"
     lines.append(f"The zip holds labels/ (one JSON per frame, with track ids), overlay.mp4 and the formats: {formats}.")

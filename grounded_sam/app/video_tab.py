@@ -19,6 +19,7 @@ from gradio.components import Component
 
 from grounded_sam.app import gpu
 from grounded_sam.app.errors import EDIT_ERROR_S, user_errors
+from grounded_sam.app.jobs import DEFAULT_MAX_JOB_AGE_S
 from grounded_sam.app.markup import VIDEO_STOPPED, progress_bar_html
 from grounded_sam.app.options import LabelOptions, load_models
 from grounded_sam.app.options_panel import OptionsPanel
@@ -246,7 +247,7 @@ def _video_components(settings: AppSettings) -> tuple[VideoTab, gr.Button, gr.Bu
                              scale=3, elem_id="video-frame-image")
             objects = gr.Dataframe(headers=FRAME_HEADERS, value=[], interactive=False, scale=2,
                                    label="Objects on this frame", elem_id="video-objects")
-        view = gr.State(None)
+        view = gr.State(None, time_to_live=DEFAULT_MAX_JOB_AGE_S)  # the last result, as long as its job folder lives
         # The API endpoint: same work, returning the overlay video, the zip and the summary.
         api_trigger = gr.Button(visible=False)
     tab = VideoTab(clip, every, max_frames, start_s, end_s, formats, progress, overlay_video, frame_slider, frame,

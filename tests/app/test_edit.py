@@ -28,6 +28,7 @@ from grounded_sam.app import gpu  # noqa: E402
 from grounded_sam.app.blocks import build_demo  # noqa: E402
 from grounded_sam.app.edit_panel import EDITOR_TTL_S  # noqa: E402
 from grounded_sam.app.image_result import image_details, open_editor, segment_image  # noqa: E402
+from grounded_sam.app.jobs import DEFAULT_MAX_JOB_AGE_S  # noqa: E402
 from grounded_sam.app.markup import legend_markup  # noqa: E402
 from grounded_sam.app.options import LabelOptions, ModelOptions, OverlayOptions  # noqa: E402
 from grounded_sam.app.queues import EDIT_QUEUE, MODEL_QUEUE  # noqa: E402
@@ -84,8 +85,10 @@ def test_the_page_wires_edits_to_the_model_queue_and_per_session_state(app_env: 
     assert by_name["handler"].concurrency_id == EDIT_QUEUE  # delete, undo...: no model
     assert "release_editor" in by_name  # demo.unload: a closed page releases its editor
     states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
-    assert [s.time_to_live for s in states] == [EDITOR_TTL_S]
-    states[0].delete_callback(None)  # a session that never ran: nothing to release
+    # The editor, and the video tab's last result (kept as long as its job folder).
+    assert sorted(s.time_to_live for s in states) == [EDITOR_TTL_S, DEFAULT_MAX_JOB_AGE_S]
+    editor = next(s for s in states if s.time_to_live == EDITOR_TTL_S)
+    editor.delete_callback(None)  # a session that never ran: nothing to release
 
 
 def test_after_a_run_clicks_run_the_decoder_only(app_env, settings, photos, tmp_path, count_calls) -> None:

@@ -79,6 +79,18 @@ def test_plan_clip_counts_the_frames_asked_for(clip: Path) -> None:
     assert plan_clip(clip, ClipOptions(max_frames=3), AppSettings(max_video_frames=3)).frames == 3
 
 
+def test_a_clip_that_does_not_say_its_length_is_tracked_up_to_the_cap(tmp_path: Path) -> None:
+    scene = MovingSquares(frames=FRAMES)
+    mkv = write_clip(tmp_path / "squares.mkv", [scene.frame(i) for i in range(FRAMES)])  # Matroska: no frame count
+
+    plan = plan_clip(mkv, ClipOptions(), AppSettings(max_video_frames=5))
+
+    assert plan.frames is None and plan.run["max_frames"] == 5
+    summary = BatchSummary(outcomes=[ImageOutcome(f"squares.mkv#frame={i}", f"frame_{i:06d}", True) for i in range(5)])
+    assert "squares.mkv does not say how long it is: tracking stopped at 5 frames." in video_summary_text(plan, summary)
+    assert video_summary_text(plan, None, 2) == "Tracking squares.mkv... 2 of ? frames done."
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
