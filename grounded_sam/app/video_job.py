@@ -127,14 +127,12 @@ def plan_clip(path: Path, clip: ClipOptions, settings: AppSettings) -> ClipPlan:
         OptionError: A tracking option or format out of range.
     """
     from grounded_sam.inputs.images import default_max_pixels
-    from grounded_sam.inputs.video import frame_range, iter_frames, probe_video
+    from grounded_sam.inputs.video import frames_to_track, iter_frames, probe_video
 
     tracking, formats = clip.tracking(), clip.format_list()
     start_s, end_s, max_frames = clip.span()
     info = probe_video(path)
-    first, stop = frame_range(info.fps, start_s, end_s, max_frames)
-    end = info.frame_count if stop is None else stop if info.frame_count is None else min(stop, info.frame_count)
-    count = None if end is None else max(0, end - first)
+    first, _, count = frames_to_track(info, start_s, end_s, max_frames)
     cap = settings.max_video_frames
     if count is not None and count > cap:
         raise VideoLoadError(

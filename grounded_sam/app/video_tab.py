@@ -82,6 +82,7 @@ def run_video(settings: AppSettings, video: Any, options: LabelOptions, clip: Cl
     if upload is None:
         raise InputError("No video: upload a clip (.mp4, .mov, .webm or .mkv).")
     plan = plan_clip(upload[0], clip, settings)
+    annotator = options.overlay.annotator()
     job = new_job_dir()
     total, frames = plan.frames, plan.frames or plan.run["max_frames"]
     report = progress or (lambda *args, **kwargs: None)
@@ -90,7 +91,8 @@ def run_video(settings: AppSettings, video: Any, options: LabelOptions, clip: Cl
     load_models(pipe, tracking=True)
     started = time.perf_counter()
     summary, frame = None, None
-    for event in gpu.track_on_gpu(pipe, plan.path, parsed, job / RESULTS, frames, plan.run):
+    run = {**plan.run, "annotator": annotator, "short_model_names": True}  # the zip names no server folder
+    for event in gpu.track_on_gpu(pipe, plan.path, parsed, job / RESULTS, frames, run):
         if isinstance(event, BatchSummary):
             summary = event
             break  # ends the GPU call before the zip is written
@@ -221,7 +223,7 @@ def _video_components(settings: AppSettings) -> tuple[VideoTab, gr.Button, gr.Bu
             "Track every object of the categories on the left through a clip: the detector runs on every N-th "
             "frame, SAM2 carries each mask in between, and each object keeps one id. The results zip holds "
             "`labels/frame_<i>.json` per frame (with track ids), the formats you tick and `overlay.mp4`. "
-            f"Up to {settings.max_video_frames} frames per clip; the overlay options apply to images only."
+            f"Up to {settings.max_video_frames} frames per clip; the overlay options on the left draw the video too."
         )
         clip = gr.Video(label="Clip (.mp4, .mov, .webm, .mkv)", sources=["upload"], height=320,
                         elem_id="video-input")

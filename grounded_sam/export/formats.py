@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
+from grounded_sam.annotate import OverlayAnnotator
 from grounded_sam.errors import OptionError
 from grounded_sam.export.base import OutputWriter
 from grounded_sam.export.coco import CocoWriter
@@ -41,7 +42,7 @@ def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def build_writers(
     out_dir: str | os.PathLike[str], class_names: Sequence[str], formats: Sequence[str], *, plot: bool = False,
-    overlap: str = "auto", coco_masks: str = "rle",
+    overlap: str = "auto", coco_masks: str = "rle", annotator: OverlayAnnotator | None = None,
 ) -> list[OutputWriter]:
     """The writers of a run, in the order they must run (the per-image JSON first, then the image copy)."""
     writers: list[OutputWriter] = [JsonLabelWriter(out_dir)]
@@ -57,5 +58,5 @@ def build_writers(
     if "masks" in formats:
         writers.append(MaskPngWriter(out_dir, class_names, overlap=overlap))
     if plot:
-        writers.append(OverlayWriter(out_dir))
+        writers.append(OverlayWriter(out_dir, annotator))
     return writers

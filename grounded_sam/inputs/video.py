@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ class VideoInfo:
     Attributes:
         path: The clip file or frame folder.
         fps: Frames per second (:data:`FOLDER_FPS` for a folder).
-        frame_count: Frames the container declares (exact for a folder), or None when it does not say.
+        frame_count: Frames the container declares (exact for a folder), else estimated from its duration
+            and frame rate (WebM and Matroska declare none), or None when it says neither.
         width: Frame width in pixels.
         height: Frame height in pixels.
         codec: The video codec's name (``"images"`` for a folder).
@@ -69,7 +71,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else FOLDER_FPS
-        return VideoInfo(path, fps, int(stream.frames) or None, int(stream.codec_context.width),
+        return VideoInfo(path, fps, _declared_frames(container, stream, fps), int(stream.codec_context.width),
                          int(stream.codec_context.height), str(stream.codec_context.name))
 
 
@@ -93,6 +95,18 @@ def frame_range(fps: float, start_s: float | None = None, end_s: float | None = 
     if max_frames is not None:
         stop = first + max_frames if stop is None else min(stop, first + max_frames)
     return first, stop
+
+
+def frames_to_track(info: VideoInfo, start_s: float | None = None, end_s: float | None = None,
+                    max_frames: int | None = None) -> tuple[int, int | None, int | None]:
+    """``(first, stop, count)``: :func:`frame_range` for this clip, and how many frames that is (None when unknown).
+
+    Raises:
+        VideoLoadError: As :func:`frame_range`.
+    """
+    first, stop = frame_range(info.fps, start_s, end_s, max_frames)
+    end = info.frame_count if stop is None else stop if info.frame_count is None else min(stop, info.frame_count)
+    return first, stop, None if end is None else max(0, end - first)
 
 
 def iter_frames(
@@ -135,6 +149,16 @@ def iter_frames(
     if yielded == 0:
         where = "" if first == 0 and stop is None else f" between frames {first} and {stop if stop is not None else 'the end'}"
         raise VideoLoadError(f"{path.name} has no frames{where}: expected a clip with at least one decodable frame.")
+
+
+def _declared_frames(container: Any, stream: Any, fps: float) -> int | None:
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration is not None and stream.time_base is not None:
+        return round(float(stream.duration * stream.time_base) * fps) or None
+    if container.duration:  # microseconds
+        return round(container.duration / 1_000_000 * fps) or None
+    return None
 
 
 def _frame_files(folder: Path) -> list[Path]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from grounded_sam.annotate import OverlayAnnotator
 from grounded_sam.categories import CategoriesLike, parse_categories
 from grounded_sam.errors import OptionError
 from grounded_sam.export.base import ImageRecord, LabeledImage, OutputWriter
@@ -28,7 +29,7 @@ from grounded_sam.export.files import atomic_write_text
 from grounded_sam.export.formats import build_writers, parse_formats
 from grounded_sam.export.rle import decode_rle, encode_mask
 from grounded_sam.pipeline.track import Track, TrackedFrame, TrackerState, TrackingOptions, track_frames
-from grounded_sam.runs.batch import BatchSummary, ImageOutcome, file_sha256, finish_run, pipeline_settings, source_key
+from grounded_sam.runs.batch import BatchSummary, ImageOutcome, file_sha256, finish_run, source_key
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def run_tracking(
     end_s: float | None = None,
     max_frames: int | None = None,
     force: bool = False,
+    annotator: OverlayAnnotator | None = None,
+    short_model_names: bool = False,
     on_progress: TrackProgress | None = None,
 ) -> BatchSummary:
     """Tracks a clip into ``out_dir``: per-frame outputs as each window is done, datasets at the end.
@@ -115,32 +118,35 @@ def run_tracking(
         end_s: Second to stop before.
         max_frames: Most frames to track.
         force: Delete this tool's earlier outputs in ``out_dir`` first.
+        annotator: How the overlays (and so the overlay video) are drawn; the default shows masks,
+            boxes and labels.
+        short_model_names: Record model paths by their last part (for outputs handed to others, as the
+            app's zips are), instead of in full.
         on_progress: Called after each frame with ``(frames done, frames expected or None, outcome)``.
 
     Raises:
         VideoLoadError, OptionError, OutputFolderError, and the model errors of the pipeline.
     """
     from grounded_sam.export.overlap import check_overlap_mode
-    from grounded_sam.inputs.video import frame_range, iter_frames, probe_video
+    from grounded_sam.inputs.video import frames_to_track, iter_frames, probe_video
     from grounded_sam.runs.manifest import Manifest
 
     parsed = parse_categories(categories)
     image_formats, mot = parse_track_formats(formats)
     check_overlap_mode(overlap)
     info = probe_video(video)
-    first, stop = frame_range(info.fps, start_s, end_s, max_frames)
+    first, _, expected = frames_to_track(info, start_s, end_s, max_frames)
     out = Path(out_dir)
     settings: dict[str, Any] = {
         "video": Path(video).name, "video_sha256": None if Path(video).is_dir() else file_sha256(video),
-        "categories": parsed.to_spec(), **pipeline_settings(pipe), "every": options.every,
+        "categories": parsed.to_spec(), **pipe.settings().as_dict(short_model_names=short_model_names),
+        "every": options.every,
         "match_iou": options.match_iou, "start_s": start_s, "end_s": end_s, "max_frames": max_frames,
         "formats": [*image_formats, *(["mot"] if mot else [])], "plot": bool(plot), "overlap": overlap,
         "coco_masks": coco_masks,
     }
     writers = _writers(out, parsed.class_names, image_formats, mot=mot, plot=plot, overlap=overlap,
-                       coco_masks=coco_masks, fps=info.fps)
-    end = info.frame_count if stop is None else stop if info.frame_count is None else min(stop, info.frame_count)
-    expected = None if end is None else max(0, end - first)
+                       coco_masks=coco_masks, fps=info.fps, annotator=annotator)
     summary = BatchSummary(total=expected, out_dir=out)
     clip = source_key(video)
     with Manifest.open(out, settings, force=force) as manifest:
@@ -173,12 +179,13 @@ def run_tracking(
 
 
 def _writers(out: Path, class_names: tuple[str, ...], image_formats: tuple[str, ...], *, mot: bool, plot: bool,
-             overlap: str, coco_masks: str, fps: float) -> list[OutputWriter]:
+             overlap: str, coco_masks: str, fps: float, annotator: OverlayAnnotator | None) -> list[OutputWriter]:
     """The folder-run writers for the image formats (per frame), then MOT and the overlay video."""
     from grounded_sam.export.mot import MotWriter
     from grounded_sam.export.video import OverlayVideoWriter
 
-    writers = build_writers(out, class_names, image_formats, plot=plot, overlap=overlap, coco_masks=coco_masks)
+    writers = build_writers(out, class_names, image_formats, plot=plot, overlap=overlap, coco_masks=coco_masks,
+                            annotator=annotator)
     if mot:
         writers.append(MotWriter(out))
     if plot:

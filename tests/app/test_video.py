@@ -79,9 +79,23 @@ def test_plan_clip_counts_the_frames_asked_for(clip: Path) -> None:
     assert plan_clip(clip, ClipOptions(max_frames=3), AppSettings(max_video_frames=3)).frames == 3
 
 
-def test_a_clip_that_does_not_say_its_length_is_tracked_up_to_the_cap(tmp_path: Path) -> None:
+def test_a_matroska_clip_is_refused_over_the_cap_from_its_estimated_length(tmp_path: Path) -> None:
     scene = MovingSquares(frames=FRAMES)
-    mkv = write_clip(tmp_path / "squares.mkv", [scene.frame(i) for i in range(FRAMES)])  # Matroska: no frame count
+    mkv = write_clip(tmp_path / "squares.mkv", [scene.frame(i) for i in range(FRAMES)])  # declares no frame count
+    with pytest.raises(VideoLoadError, match="squares.mkv has 8 frames to track"):
+        plan_clip(mkv, ClipOptions(), AppSettings(max_video_frames=5))
+
+
+def test_a_clip_that_does_not_say_its_length_is_tracked_up_to_the_cap(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from grounded_sam.inputs import video
+
+    scene = MovingSquares(frames=FRAMES)
+    mkv = write_clip(tmp_path / "squares.mkv", [scene.frame(i) for i in range(FRAMES)])
+    probe = video.probe_video
+    monkeypatch.setattr(video, "probe_video", lambda path: dataclasses.replace(probe(path), frame_count=None))
 
     plan = plan_clip(mkv, ClipOptions(), AppSettings(max_video_frames=5))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from grounded_sam.errors import VideoLoadError
-from grounded_sam.inputs.video import frame_range, is_video_path, iter_frames, probe_video
+from grounded_sam.inputs.video import frame_range, frames_to_track, is_video_path, iter_frames, probe_video
 from tests.fakes import MovingSquares, write_clip
 
 
@@ -124,3 +124,12 @@ def test_video_suffixes() -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_a_matroska_clip_declares_no_length_so_it_is_estimated(tmp_path: Path) -> None:
+    scene = MovingSquares(frames=12)
+    path = write_clip(tmp_path / "squares.mkv", [scene.frame(i) for i in range(12)], fps=10)
+    info = probe_video(path)
+    assert info.frame_count is not None and abs(info.frame_count - 12) <= 1
+    assert frames_to_track(info, start_s=0.5) == (5, None, info.frame_count - 5)
+    assert frames_to_track(info, max_frames=3) == (0, 3, 3)

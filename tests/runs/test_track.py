@@ -96,3 +96,20 @@ def test_formats() -> None:
     assert parse_track_formats("all") == (("coco", "yolo", "voc", "masks"), True)
     with pytest.raises(OptionError, match="Unknown format gif: expected .* mot"):
         parse_track_formats("coco,gif")
+
+
+def test_the_overlays_follow_the_annotator_and_short_model_names_hide_folders(scripted_pipe: Any, clip: Path,
+                                                                              tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from grounded_sam.annotate import OverlayAnnotator
+    from grounded_sam.inputs.video import iter_frames
+
+    run_tracking(scripted_pipe, clip, "square", tmp_path, options=TrackingOptions(every=EVERY), plot=True,
+                 max_frames=2, annotator=OverlayAnnotator(masks=False, boxes=False, labels=False),
+                 short_model_names=True)
+    first = next(iter_frames(clip))[1]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "overlays" / "frame_000000.png")), first)
+    settings = json.loads((tmp_path / "labels" / "frame_000001.json").read_text())["settings"]
+    assert settings["detector"] == "florence-scripted" and settings["segmenter"] == "sam2-tiny.pt"
