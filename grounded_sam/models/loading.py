@@ -1,6 +1,6 @@
 """Loading models once per (weights, device) and sharing them.
 
-Loading Florence-2 or SAM2 takes seconds; every front-end (CLI, app, Python API) goes through
+Loading a detector (Florence-2, Grounding DINO, OWLv2) or SAM2 takes seconds; every front-end (CLI, app, Python API) goes through
 these functions so a model is built once per process for each (resolved weights, device).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from grounded_sam.models.devices import resolve_device
-from grounded_sam.models.weights import resolve_detector, resolve_segmenter
+from grounded_sam.models.weights import detector_family_of, resolve_detector, resolve_segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -25,19 +25,40 @@ _lock = threading.Lock()
 def load_detector(
     name_or_path: str | os.PathLike[str], device: str = "auto", *, models_dir: Path | None = None
 ) -> Any:
-    """Returns the shared :class:`~grounded_sam.models.florence.detector.FlorenceDetector` for these weights and device.
+    """Returns the shared detector for these weights and device, of the weights' family.
+
+    A :class:`~grounded_sam.models.florence.detector.FlorenceDetector`, a
+    :class:`~grounded_sam.models.grounding_dino.GroundingDinoDetector` or an
+    :class:`~grounded_sam.models.owlv2.Owlv2Detector`: each has ``detect(rgb, categories, ...) -> sv.Detections``.
 
     Raises:
         ModelNotFoundError: No weights found (see :func:`grounded_sam.models.weights.resolve_detector`).
         ModelLoadError: Weights found but unusable.
+        UnknownModelError: A local folder holds no detector family this package runs.
         DeviceError: The device is not available.
     """
-    from grounded_sam.models.florence.detector import FlorenceDetector
-
     torch_device = resolve_device(device)
     weights = resolve_detector(name_or_path, models_dir=models_dir)
+    detector_class = detector_class_of(weights.family or detector_family_of(weights.path))
     key = ("detector", str(weights.path.resolve()), str(torch_device))
-    return _load_once(key, lambda: FlorenceDetector.from_pretrained(weights.path, torch_device), weights.name)
+    return _load_once(key, lambda: detector_class.from_pretrained(weights.path, torch_device), weights.name)
+
+
+def detector_class_of(family: str) -> Any:
+    """The detector class of a family (imported only when asked for)."""
+    if family == "grounding-dino":
+        from grounded_sam.models.grounding_dino import GroundingDinoDetector
+
+        return GroundingDinoDetector
+    if family == "owlv2":
+        from grounded_sam.models.owlv2 import Owlv2Detector
+
+        return Owlv2Detector
+    if family == "florence2":
+        from grounded_sam.models.florence.detector import FlorenceDetector
+
+        return FlorenceDetector
+    raise ValueError(f"family must be florence2, grounding-dino or owlv2, but got {family!r}")
 
 
 def load_segmenter(

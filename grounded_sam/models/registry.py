@@ -14,24 +14,34 @@ from typing import Literal
 from grounded_sam.errors import UnknownModelError
 
 ModelKind = Literal["detector", "segmenter"]
+#: How a detector finds boxes; each family has its own module under :mod:`grounded_sam.models`.
+DetectorFamily = Literal["florence2", "grounding-dino", "owlv2"]
+#: ``config.json``'s ``model_type`` of each family, so a local folder says which family it is.
+MODEL_TYPES: dict[str, DetectorFamily] = {"florence2": "florence2", "grounding-dino": "grounding-dino", "owlv2": "owlv2"}
 
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """A Florence-2 checkpoint in transformers' native format.
+    """A detector checkpoint in transformers' native format (loaded without ``trust_remote_code``).
 
     Attributes:
         name: Registry name, also the folder name under ``models/``.
         repo_id: Hugging Face hub repository.
-        revision: Git revision to fetch; ``None`` means the default branch.
-        description: One line for menus and ``--help``.
+        description: One line for menus and ``--help``: size and what it is good at.
+        family: Which detector code loads and runs it (see :data:`DetectorFamily`).
         license: The weights' licence.
+        size: Parameter count, for menus (``"0.23B"``).
+        gated: Whether the hub asks users to accept a licence before downloading.
+        revision: Git revision to fetch; ``None`` means the default branch.
     """
 
     name: str
     repo_id: str
     description: str
+    family: DetectorFamily = "florence2"
     license: str = "MIT"
+    size: str = ""
+    gated: bool = False
     revision: str | None = None
 
     @property
@@ -50,6 +60,8 @@ class SegmenterSpec:
         config_name: Model config inside the ``sam2`` package (``sam2/<config_name>``).
         description: One line for menus and ``--help``.
         license: The weights' licence.
+        size: Parameter count, for menus (``"39M"``).
+        gated: Whether the hub asks users to accept a licence before downloading.
         revision: Git revision to fetch; ``None`` means the default branch.
     """
 
@@ -59,6 +71,8 @@ class SegmenterSpec:
     config_name: str
     description: str
     license: str = "Apache-2.0"
+    size: str = ""
+    gated: bool = False
     revision: str | None = None
 
     @property
@@ -69,8 +83,19 @@ class SegmenterSpec:
 DETECTORS: dict[str, DetectorSpec] = {
     spec.name: spec
     for spec in (
-        DetectorSpec("florence-2-base", "florence-community/Florence-2-base", "Florence-2 base (0.23B), faster"),
-        DetectorSpec("florence-2-large", "florence-community/Florence-2-large", "Florence-2 large (0.77B), more accurate"),
+        DetectorSpec("florence-2-base", "florence-community/Florence-2-base", "Florence-2 base (0.23B), faster",
+                     size="0.23B"),
+        DetectorSpec("florence-2-large", "florence-community/Florence-2-large", "Florence-2 large (0.77B), more accurate",
+                     size="0.77B"),
+        DetectorSpec("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny",
+                     "Grounding DINO tiny (172M): scored boxes, all categories in one text query",
+                     family="grounding-dino", license="Apache-2.0", size="172M"),
+        DetectorSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base",
+                     "Grounding DINO base (233M): scored boxes, more accurate than tiny",
+                     family="grounding-dino", license="Apache-2.0", size="233M"),
+        DetectorSpec("owlv2-base", "google/owlv2-base-patch16-ensemble",
+                     "OWLv2 base (155M): scored boxes, each category a separate query; good for small objects",
+                     family="owlv2", license="Apache-2.0", size="155M"),
     )
 }
 
@@ -79,19 +104,19 @@ SEGMENTERS: dict[str, SegmenterSpec] = {
     for spec in (
         SegmenterSpec(
             "sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt",
-            "configs/sam2.1/sam2.1_hiera_t.yaml", "SAM 2.1 Hiera tiny (39M), fastest",
+            "configs/sam2.1/sam2.1_hiera_t.yaml", "SAM 2.1 Hiera tiny (39M), fastest", size="39M",
         ),
         SegmenterSpec(
             "sam2.1-hiera-small", "facebook/sam2.1-hiera-small", "sam2.1_hiera_small.pt",
-            "configs/sam2.1/sam2.1_hiera_s.yaml", "SAM 2.1 Hiera small (46M)",
+            "configs/sam2.1/sam2.1_hiera_s.yaml", "SAM 2.1 Hiera small (46M)", size="46M",
         ),
         SegmenterSpec(
             "sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-base-plus", "sam2.1_hiera_base_plus.pt",
-            "configs/sam2.1/sam2.1_hiera_b+.yaml", "SAM 2.1 Hiera base+ (81M), balanced",
+            "configs/sam2.1/sam2.1_hiera_b+.yaml", "SAM 2.1 Hiera base+ (81M), balanced", size="81M",
         ),
         SegmenterSpec(
             "sam2.1-hiera-large", "facebook/sam2.1-hiera-large", "sam2.1_hiera_large.pt",
-            "configs/sam2.1/sam2.1_hiera_l.yaml", "SAM 2.1 Hiera large (224M), most accurate",
+            "configs/sam2.1/sam2.1_hiera_l.yaml", "SAM 2.1 Hiera large (224M), most accurate", size="224M",
         ),
     )
 }
@@ -147,3 +172,18 @@ def find_segmenter_by_filename(filename: str) -> SegmenterSpec | None:
         if spec.filename == filename:
             return spec
     return None
+
+
+def family_of_model_type(model_type: str | None, where: str) -> DetectorFamily:
+    """The detector family of a ``config.json`` ``model_type``.
+
+    Raises:
+        UnknownModelError: The model type is none this package can run; the message lists those it can.
+    """
+    family = MODEL_TYPES.get(model_type or "")
+    if family is None:
+        raise UnknownModelError(
+            f"{where} holds a {model_type!r} model, but a detector must be one of the model types "
+            f"{', '.join(MODEL_TYPES)} (config.json's model_type)."
+        )
+    return family

@@ -38,6 +38,9 @@ def scripted_text(bins: tuple[tuple[int, int, int, int], ...] = SCRIPTED_BINS, p
 #: What the scripted test detector emits for every prompt.
 SCRIPTED_TEXT = scripted_text()
 
+#: The logit the scripted tiny OWLv2 gives every (box, prompt): every box scores sigmoid(2.0) = 0.8808.
+SCRIPTED_OWLV2_LOGIT = 2.0
+
 # Florence-2's extra vocabulary: 1000 location bins, the task/structure tokens, and <image>.
 FLORENCE_TASK_TOKENS = (
     "<od>", "</od>", "<ocr>", "</ocr>", "<cap>", "</cap>", "<ncap>", "</ncap>", "<dcap>", "</dcap>",
@@ -186,6 +189,137 @@ def script_florence2_output(model, tokenizer, text: str, seed: int = 0) -> None:
         for step in range(positions.weight.shape[0] - positions.offset):
             token = target[step] if step < len(target) else tokenizer.eos_token_id
             positions.weight[step + positions.offset] = directions[token] * 10.0
+
+
+# Grounding DINO finds its phrase separators by bert-base-uncased's token ids (transformers'
+# SPECIAL_TOKENS: [CLS] 101, [SEP] 102, "." 1012, "?" 1029, [PAD] 0), so the tiny vocabulary keeps them.
+_BERT_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
+
+
+def build_bert_tokenizer():
+    """A word-piece tokenizer for Grounding DINO: the corpus's words and letters, bert-base-uncased's special ids."""
+    from transformers import BertTokenizer
+
+    words = sorted(set(_CORPUS.lower().replace(".", " ").replace("?", " ").replace(":", " ").split()))
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    fillers = iter(list(letters) + [f"##{c}" for c in letters] + words)
+    vocab: list[str] = []
+    special = {index: token for token, index in _BERT_IDS.items()}
+    for index in range(max(_BERT_IDS.values()) + 1):
+        vocab.append(special.get(index) or next(fillers, None) or f"[unused{index}]")
+    vocab.extend(fillers)
+    return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+
+
+def build_random_grounding_dino(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Writes a tiny random Grounding DINO (model + processor) with ``save_pretrained`` into ``out_dir``.
+
+    The real architecture (Swin backbone, BERT text encoder, deformable encoder and decoder) with tiny
+    widths and 10 queries, so it gives at most 10 boxes per text query.
+
+    Returns:
+        ``out_dir`` as a Path; load it with ``GroundingDinoDetector.from_pretrained`` or by path.
+    """
+    import torch
+    from transformers import (
+        BertConfig,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    out = Path(out_dir)
+    tokenizer = build_bert_tokenizer()
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                          window_size=2, out_indices=[2, 3, 4])
+    text = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=1,
+                      intermediate_size=32, max_position_embeddings=300)
+    # Two decoder layers: transformers ties the box heads of layers 1.. to layer 0's, which needs a layer 1.
+    config = GroundingDinoConfig(
+        backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1, decoder_layers=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2, num_queries=10,
+        encoder_n_points=1, decoder_n_points=1,
+    )
+    torch.manual_seed(seed)
+    model = GroundingDinoForObjectDetection(config).eval()
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}), tokenizer=tokenizer)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    logger.info("Wrote a random tiny Grounding DINO to %s", out)
+    return out
+
+
+def build_clip_tokenizer():
+    """A BPE tokenizer in CLIP's format (letters, ``</w>`` word ends and the corpus's words), for OWLv2."""
+    from transformers import CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789.,:-'"
+    vocab: dict[str, int] = {}
+    for token in [*letters, *(c + "</w>" for c in letters), "<|startoftext|>", "<|endoftext|>"]:
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in sorted(set(_CORPUS.lower().split())):
+        if not word.isalpha() or len(word) < 2:
+            continue
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        while len(pieces) > 1:  # merge left to right: ("t", "r"), ("tr", "u"), ...
+            pair = (pieces[0], pieces[1])
+            if pair not in merges:
+                merges.append(pair)
+            pieces = [pair[0] + pair[1], *pieces[2:]]
+            vocab.setdefault(pieces[0], len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
+def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_logit: float | None = None) -> Path:
+    """Writes a tiny random OWLv2 (model + processor) with ``save_pretrained`` into ``out_dir``.
+
+    A 64-pixel image in 16-pixel patches: 16 patch boxes per image.
+
+    Args:
+        out_dir: Folder to write.
+        seed: Seed of the random initialisation.
+        scripted_logit: If given, the class head gives every (box, prompt) this logit (so every box
+            scores ``sigmoid(scripted_logit)`` and goes to the first prompt), and the box head adds
+            nothing to its grid bias (each box is its patch's default box, ``sigmoid(model.box_bias)``).
+
+    Returns:
+        ``out_dir`` as a Path; load it with ``Owlv2Detector.from_pretrained`` or by path.
+    """
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    out = Path(out_dir)
+    tokenizer = build_clip_tokenizer()
+    config = Owlv2Config(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=64, patch_size=16),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = Owlv2ForObjectDetection(config).eval()
+    if scripted_logit is not None:
+        with torch.no_grad():
+            head = model.class_head
+            for linear in (head.dense0, head.logit_shift, head.logit_scale, model.box_head.dense2):
+                linear.weight.zero_()
+                linear.bias.zero_()
+            head.logit_shift.bias.fill_(scripted_logit)  # logits = (0 + shift) * (elu(0) + 1) = shift
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+                               tokenizer=tokenizer)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    logger.info("Wrote a random tiny OWLv2 to %s", out)
+    return out
 
 
 def _tiny_sam2_yaml() -> str:
@@ -338,11 +472,20 @@ def build_test_models(root: str | os.PathLike[str]) -> dict[str, Path]:
 
     Returns:
         ``florence`` (random weights), ``florence_scripted`` (emits :data:`SCRIPTED_TEXT` for every
-        prompt) and ``sam2`` (a ``.pt`` checkpoint with its ``.yaml`` config beside it).
+        prompt), ``sam2`` (a ``.pt`` checkpoint with its ``.yaml`` config beside it), ``grounding_dino``
+        (random), ``owlv2`` (random) and ``owlv2_scripted`` (every box scores ``sigmoid(SCRIPTED_OWLV2_LOGIT)``
+        for the first prompt).
     """
     root = Path(root)
     paths = {"florence": root / "florence-tiny", "florence_scripted": root / "florence-scripted",
-             "sam2": root / "sam2" / "sam2-tiny.pt"}
+             "sam2": root / "sam2" / "sam2-tiny.pt", "grounding_dino": root / "grounding-dino-tiny",
+             "owlv2": root / "owlv2-tiny", "owlv2_scripted": root / "owlv2-scripted"}
+    if not (paths["grounding_dino"] / "config.json").is_file():
+        build_random_grounding_dino(paths["grounding_dino"])
+    if not (paths["owlv2"] / "config.json").is_file():
+        build_random_owlv2(paths["owlv2"])
+    if not (paths["owlv2_scripted"] / "config.json").is_file():
+        build_random_owlv2(paths["owlv2_scripted"], scripted_logit=SCRIPTED_OWLV2_LOGIT)
     if not (paths["florence"] / "config.json").is_file():
         build_random_florence2(paths["florence"])
     if not (paths["florence_scripted"] / "config.json").is_file():

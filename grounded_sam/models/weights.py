@@ -8,25 +8,30 @@ A registry name resolves, in order, to:
 2. the Hugging Face cache (``HF_HUB_CACHE`` / ``HF_HOME``);
 3. a download through ``huggingface_hub`` into that cache, unless ``HF_HUB_OFFLINE`` is set.
 
-A local path works wherever a name does. When nothing is found, :class:`ModelNotFoundError`
-names every place tried and the command that downloads the weights.
+A local path works wherever a name does; a detector folder's family (Florence-2, Grounding DINO,
+OWLv2) is read from its ``config.json`` ``model_type``. When nothing is found, :class:`ModelNotFoundError`
+names every place tried and the command that downloads the weights; for a gated model it also says how
+to accept the licence and log in.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from grounded_sam.errors import ModelNotFoundError, UnknownModelError
+from grounded_sam.errors import ModelLoadError, ModelNotFoundError, UnknownModelError
 from grounded_sam.models.registry import (
     DETECTORS,
     SEGMENTERS,
+    DetectorFamily,
     DetectorSpec,
     SegmenterSpec,
+    family_of_model_type,
     find_segmenter_by_filename,
     get_detector_spec,
     get_segmenter_spec,
@@ -50,11 +55,14 @@ class DetectorWeights:
         path: Folder written by ``save_pretrained`` (model and processor together).
         source: Which place the resolver found it in.
         name: Registry name, or the path's folder name for a local path.
+        family: Which detector code runs it: the registry's; None for a local path, whose family
+            :func:`detector_family_of` reads from its ``config.json`` when it is loaded.
     """
 
     path: Path
     source: Source
     name: str
+    family: DetectorFamily | None = None
 
 
 @dataclass(frozen=True)
@@ -135,19 +143,35 @@ def _is_detector_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and any((path / f).is_file() for f in _DETECTOR_WEIGHT_FILES)
 
 
+def detector_family_of(path: Path) -> DetectorFamily:
+    """The detector family of a ``save_pretrained`` folder, from its ``config.json`` ``model_type``.
+
+    Raises:
+        ModelLoadError: ``config.json`` cannot be read.
+        UnknownModelError: Its model type is not a detector this package runs.
+    """
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"Could not read {path / 'config.json'}: {exc}") from exc
+    return family_of_model_type(model_type, str(path))
+
+
 def resolve_detector(
     name_or_path: str | os.PathLike[str], *, models_dir: Path | None = None, allow_download: bool = True
 ) -> DetectorWeights:
-    """Finds a Florence-2 detector's folder.
+    """Finds a detector's folder (any registered family).
 
     Args:
-        name_or_path: A registry name (``florence-2-base``) or a folder written by ``save_pretrained``.
+        name_or_path: A registry name (``florence-2-base``, ``grounding-dino-tiny``...) or a folder written
+            by ``save_pretrained`` (its family is read from its ``config.json`` when it is loaded).
         models_dir: The project's models folder; defaults to :func:`project_models_dir`.
         allow_download: Whether a download may be tried (it never is when ``HF_HUB_OFFLINE`` is set).
 
     Raises:
         ModelNotFoundError: Nothing usable was found; the message lists every place tried.
-        UnknownModelError: ``name_or_path`` is neither a registered name nor a path.
+        UnknownModelError: ``name_or_path`` is neither a registered name nor a path, or the folder holds
+            a model type that is no detector this package runs.
     """
     if looks_like_path(name_or_path):
         path = Path(name_or_path).expanduser()
@@ -164,17 +188,17 @@ def resolve_detector(
 
     local = models_dir / spec.name
     if _is_detector_dir(local):
-        return DetectorWeights(path=local, source="models-dir", name=spec.name)
+        return DetectorWeights(path=local, source="models-dir", name=spec.name, family=spec.family)
     tried.append(f"{local}/ (a save_pretrained folder): not found")
 
     cached = _cached_snapshot(spec)
     if cached is not None:
-        return DetectorWeights(path=cached, source="hf-cache", name=spec.name)
+        return DetectorWeights(path=cached, source="hf-cache", name=spec.name, family=spec.family)
     tried.append(f"Hugging Face cache {hf_cache_dir()} for {spec.repo_id}: not cached")
 
     downloaded = _try_download(spec, tried, allow_download)
     if downloaded is not None:
-        return DetectorWeights(path=downloaded, source="download", name=spec.name)
+        return DetectorWeights(path=downloaded, source="download", name=spec.name, family=spec.family)
     raise ModelNotFoundError(_not_found_message(spec, tried))
 
 
@@ -282,9 +306,13 @@ def _try_download(spec: DetectorSpec | SegmenterSpec, tried: list[str], allow_do
     if not allow_download:
         tried.append(f"download of {spec.repo_id} from the Hugging Face hub: not allowed by the caller")
         return None
+    from huggingface_hub.errors import GatedRepoError
+
     logger.info("Downloading %s from the Hugging Face hub (%s)", spec.name, spec.repo_id)
     try:
         return fetch_to_cache(spec)
+    except GatedRepoError as exc:
+        raise ModelNotFoundError(gated_message(spec, exc)) from exc
     except Exception as exc:  # noqa: BLE001 - any hub/network failure becomes one line of the report
         tried.append(f"download of {spec.repo_id} from the Hugging Face hub: failed ({type(exc).__name__}: {exc})")
         return None
@@ -326,12 +354,28 @@ def download_to_models_dir(name: str, *, models_dir: Path | None = None) -> Path
         )
     if hub_offline():
         raise ModelNotFoundError(f"Cannot download {name}: HF_HUB_OFFLINE is set. Unset it, or copy the weights into {models_dir}.")
-    if isinstance(spec, DetectorSpec):
-        target = models_dir / spec.name
-        snapshot_download(spec.repo_id, revision=spec.revision, local_dir=target, allow_patterns=_DETECTOR_ALLOW_PATTERNS)
-        return target
-    target_dir = models_dir / "sam2"
-    return Path(hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, local_dir=target_dir))
+    from huggingface_hub.errors import GatedRepoError
+
+    try:
+        if isinstance(spec, DetectorSpec):
+            target = models_dir / spec.name
+            snapshot_download(spec.repo_id, revision=spec.revision, local_dir=target, allow_patterns=_DETECTOR_ALLOW_PATTERNS)
+            return target
+        target_dir = models_dir / "sam2"
+        return Path(hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, local_dir=target_dir))
+    except GatedRepoError as exc:
+        raise ModelNotFoundError(gated_message(spec, exc)) from exc
+
+
+def gated_message(spec: DetectorSpec | SegmenterSpec, error: Exception | None = None) -> str:
+    """What to do when the hub refuses a gated model: accept its licence on the model page, then log in."""
+    refused = f" The hub refused the download ({type(error).__name__})." if error is not None else ""
+    return (
+        f"{spec.name} ({spec.repo_id}, {spec.license}) is a gated model: the hub serves it only to logged-in users "
+        f"who accepted its licence.{refused} To get it: open https://huggingface.co/{spec.repo_id}, accept the "
+        "licence there, then log in on this machine with `huggingface-cli login` (or set HF_TOKEN to an access "
+        f"token), and run: python -m grounded_sam download {spec.name}"
+    )
 
 
 def _not_found_message(spec: DetectorSpec | SegmenterSpec, tried: list[str]) -> str:
@@ -340,4 +384,5 @@ def _not_found_message(spec: DetectorSpec | SegmenterSpec, tried: list[str]) -> 
         f"No weights found for {spec.kind} {spec.name!r}. Looked in:\n{places}\n"
         f"To fetch them (needs internet), run: python -m grounded_sam download {spec.name}\n"
         f"or pass a local path instead of the name (see models/README.md)."
+        + (f"\n{gated_message(spec)}" if spec.gated else "")
     )

@@ -468,3 +468,61 @@ def test_download_unknown_name_lists_every_valid_name() -> None:
     message = str(info.value)
     for valid in list_models("detector") + list_models("segmenter"):
         assert valid in message
+
+
+# ------------------------------------------------------------------------------------ families and gating
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ('{"model_type": "florence2"}', "florence2"),
+        ('{"model_type": "grounding-dino"}', "grounding-dino"),
+        ('{"model_type": "owlv2"}', "owlv2"),
+        ('{"model_type": "bert"}', UnknownModelError("holds a 'bert' model, but a detector must be one of")),
+        ("{}", UnknownModelError("holds a None model")),
+        ("not json", weights.ModelLoadError("Could not read")),
+    ],
+)
+def test_a_local_folder_family_comes_from_its_config(tmp_path: Path, config: str, expected) -> None:
+    folder = make_detector_dir(tmp_path / "local")
+    (folder / "config.json").write_text(config)
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected), match=str(expected)):
+            weights.detector_family_of(folder)
+    else:
+        assert weights.detector_family_of(folder) == expected
+
+
+@pytest.mark.parametrize(("name", "family"), [("florence-2-base", "florence2"), ("grounding-dino-tiny", "grounding-dino"),
+                                              ("grounding-dino-base", "grounding-dino"), ("owlv2-base", "owlv2")])
+def test_registry_names_carry_their_family(models_dir: Path, name: str, family: str) -> None:
+    make_detector_dir(models_dir / name)
+    assert resolve_detector(name).family == family
+
+
+GATED = DetectorSpec("gated-detector", "example-org/gated-detector", "a gated test entry", family="owlv2",
+                     license="Example License", gated=True)
+
+
+@pytest.mark.usefixtures("online")
+def test_a_gated_model_refused_by_the_hub_says_how_to_accept_and_log_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.errors import GatedRepoError
+
+    def refused(spec: DetectorSpec | SegmenterSpec) -> Path:
+        raise GatedRepoError("403 Client Error: access to model example-org/gated-detector is restricted")
+
+    monkeypatch.setitem(weights.DETECTORS, GATED.name, GATED)
+    monkeypatch.setattr(weights, "fetch_to_cache", refused)
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_detector(GATED.name)
+    message = str(info.value)
+    assert "gated-detector (example-org/gated-detector, Example License) is a gated model" in message
+    assert "https://huggingface.co/example-org/gated-detector" in message and "accept the licence" in message
+    assert "huggingface-cli login" in message and "HF_TOKEN" in message
+
+
+def test_a_gated_model_missing_offline_says_so_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(weights.DETECTORS, GATED.name, GATED)
+    with pytest.raises(ModelNotFoundError, match="is a gated model.*huggingface-cli login"):
+        resolve_detector(GATED.name)

@@ -34,7 +34,7 @@ DETECTION_TASKS = (GROUNDING_TASK, OPEN_VOCABULARY_TASK)
 
 
 class FlorenceDetector:
-    """Finds boxes for category prompts with a Florence-2 model.
+    """Finds boxes for category prompts with a Florence-2 model (it gives no scores).
 
     Args:
         model: A ``Florence2ForConditionalGeneration`` in eval mode on ``device``.
@@ -45,6 +45,8 @@ class FlorenceDetector:
         max_new_tokens: Generation budget per category; each box costs 4 tokens plus its phrase.
         prompt_batch_size: Categories decoded together in one ``generate`` call.
     """
+
+    family = "florence2"
 
     def __init__(
         self,
