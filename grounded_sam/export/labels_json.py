@@ -9,8 +9,10 @@ Layout (``<stem>.json``)::
                      "mask": {"size": [1200, 1800], "counts": "..."}}],
      "settings": {...}}
 
-``score`` is SAM2's predicted IoU of the mask (Florence-2 gives no scores). Width and height
-are the upright (EXIF-corrected) size. ``bbox_xyxy`` is Florence-2's box (the prompt SAM2 got);
+``score`` is SAM2's predicted IoU of the mask. A detector that scores its boxes (Grounding DINO,
+OWLv2) adds ``"detector_score"`` after it: its own score for the box. Florence-2 gives no scores, so
+its records have no such key. Width and height
+are the upright (EXIF-corrected) size. ``bbox_xyxy`` is the detector's box (the prompt SAM2 got);
 ``mask_bbox_xyxy`` is the tight box of the mask (``x2``/``y2`` one past the last pixel), which is
 the box every dataset format writes, so that a format's box always agrees with its mask. Masks are
 SAM2's own and may overlap (see :mod:`grounded_sam.export.overlap`). Nothing in a record depends
@@ -51,6 +53,7 @@ def detections_to_record(
     """
     width, height = image_size
     names = class_names_of(detections, class_names)
+    detector_scores = detections.data.get("detector_score")
     items = []
     for i in range(len(detections)):
         class_id = int(detections.class_id[i]) if detections.class_id is not None else -1
@@ -58,8 +61,10 @@ def detections_to_record(
             "class_id": class_id,
             "class_name": names[i],
             "score": None if detections.confidence is None else round(float(detections.confidence[i]), 5),
-            "bbox_xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
         }
+        if detector_scores is not None:
+            item["detector_score"] = round(float(detector_scores[i]), 5)
+        item["bbox_xyxy"] = [round(float(v), 2) for v in detections.xyxy[i]]
         if detections.tracker_id is not None:
             item["track_id"] = int(detections.tracker_id[i])
         if detections.mask is not None:
@@ -93,13 +98,16 @@ def record_to_detections(record: dict[str, Any]) -> sv.Detections:
     if all("mask" in item for item in items):
         masks = np.stack([decode_rle(item["mask"]) for item in items])
     scores = [item.get("score") for item in items]
+    data = {"class_name": np.array([item["class_name"] for item in items])}
+    if all("detector_score" in item for item in items):
+        data["detector_score"] = np.array([item["detector_score"] for item in items], dtype=np.float32)
     return sv.Detections(
         xyxy=np.array([item["bbox_xyxy"] for item in items], dtype=np.float32),
         mask=masks,
         confidence=None if any(s is None for s in scores) else np.array(scores, dtype=np.float32),
         class_id=np.array([item["class_id"] for item in items], dtype=int),
         tracker_id=np.array([item["track_id"] for item in items], dtype=int) if all("track_id" in i for i in items) else None,
-        data={"class_name": np.array([item["class_name"] for item in items])},
+        data=data,
     )
 
 

@@ -1,6 +1,7 @@
-"""Category prompts -> Florence-2 boxes -> SAM2 masks, as one call.
+"""Category prompts -> detector boxes (Florence-2, Grounding DINO or OWLv2) -> SAM2 masks, as one call.
 
 >>> pipe = GroundedSAM2(detector="florence-2-base", segmenter="sam2.1-hiera-base-plus", device="auto")
+>>> pipe = GroundedSAM2(detector="grounding-dino-tiny")  # scored boxes: data["detector_score"]
 >>> detections = pipe("truck.jpg", ["truck", "tire"])  # doctest: +SKIP
 """
 
@@ -30,12 +31,14 @@ logger = logging.getLogger(__name__)
 
 
 class GroundedSAM2:
-    """Text prompts to instance masks: Florence-2 finds boxes, SAM2 turns each into a mask.
+    """Text prompts to instance masks: a detector finds boxes, SAM2 turns each into a mask.
 
     Models load lazily on first use and are shared per (weights, device) across instances.
 
     Args:
-        detector: Registry name (``florence-2-base``, ``florence-2-large``) or a local folder.
+        detector: Registry name (``florence-2-base``, ``florence-2-large``, ``grounding-dino-tiny``,
+            ``grounding-dino-base``, ``owlv2-base``) or a local ``save_pretrained`` folder of one of
+            those families (read from its ``config.json``).
         segmenter: Registry name (``sam2.1-hiera-*``) or a local ``.pt`` checkpoint.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         models_dir: Where local weights live; defaults to the project's ``models/``.
@@ -64,7 +67,7 @@ class GroundedSAM2:
 
     @property
     def detector(self) -> Any:
-        """The loaded :class:`~grounded_sam.models.florence.detector.FlorenceDetector` (loads on first access)."""
+        """The loaded detector of :func:`~grounded_sam.models.loading.load_detector` (loads on first access)."""
         return load_detector(self.detector_name, self.device, models_dir=self.models_dir)
 
     @property
@@ -83,7 +86,9 @@ class GroundedSAM2:
         Returns:
             ``sv.Detections`` with ``xyxy`` (N, 4) float32 pixels, ``mask`` (N, H, W) bool,
             ``class_id`` (N,) int in the order of the categories, ``data["class_name"]`` and
-            ``confidence`` (N,) float32: SAM2's predicted IoU (Florence-2 gives no scores).
+            ``confidence`` (N,) float32: SAM2's predicted IoU of the mask. Detectors that score their
+            boxes (Grounding DINO, OWLv2) add ``data["detector_score"]`` (N,) float32; Florence-2
+            gives no scores, so its results have none.
             ``metadata`` holds ``class_names`` (every class, in order) and ``image_size`` (w, h).
 
         Raises:
@@ -151,6 +156,10 @@ class GroundedSAM2:
             raise OptionError(
                 f"Unknown option(s) {sorted(unknown)}: expected {sorted(PipelineOptions.__dataclass_fields__)}."
             )
+        detector = self.detector
+        florence = getattr(detector, "family", "florence2") == "florence2"
+        if prefix_allowed_tokens_fn is not None and not florence:
+            raise OptionError(f"prefix_allowed_tokens_fn constrains Florence-2 only, but the detector is {detector.family}.")
         options = replace(self.options, **overrides) if overrides else self.options
         parsed = parse_categories(categories)
         times = StageTimes()
@@ -161,10 +170,13 @@ class GroundedSAM2:
         times.load_image = time.perf_counter() - started
 
         started = time.perf_counter()
-        boxes = self.detector.detect(
-            rgb, parsed, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
-            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
-        )
+        if florence:
+            boxes = detector.detect(
+                rgb, parsed, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
+                prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+            )
+        else:  # scoring detectors drop boxes under min_score before SAM2 spends time on them
+            boxes = detector.detect(rgb, parsed, min_score=options.min_score)
         boxes = drop_duplicate_boxes(sanitize_boxes(boxes, (width, height), options.min_box_side))
         times.detect = time.perf_counter() - started
 
@@ -186,7 +198,7 @@ class GroundedSAM2:
 def _finish(
     detections: sv.Detections, categories: Categories, options: PipelineOptions, image_size: tuple[int, int]
 ) -> sv.Detections:
-    """Drops empty masks, applies the score threshold and NMS, and attaches metadata."""
+    """Drops empty masks, applies the score threshold (both scores) and NMS, and attaches metadata."""
     if len(detections):
         non_empty = detections.mask.reshape(len(detections), -1).any(axis=1)
         if not non_empty.all():

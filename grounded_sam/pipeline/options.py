@@ -18,12 +18,13 @@ class PipelineOptions:
     """Settings of one labeling run.
 
     Attributes:
-        min_score: Drop masks whose SAM2 predicted IoU is below this (0 keeps all).
+        min_score: Drop masks whose SAM2 predicted IoU is below this (0 keeps all), and, with a detector
+            that scores its boxes (Grounding DINO, OWLv2), boxes whose detector score is below this too.
         nms: ``"class"`` (default) suppresses overlapping detections of one class, ``"all"``
             across classes, ``"none"`` keeps every detection.
         nms_iou: Overlap (mask IoU) above which the lower-scoring detection is dropped.
-        num_beams: Florence-2 beams; 1 is greedy decoding (fastest).
-        max_new_tokens: Florence-2 generation budget per category.
+        num_beams: Florence-2 beams; 1 is greedy decoding (fastest). Other detectors ignore it.
+        max_new_tokens: Florence-2 generation budget per category. Other detectors ignore it.
         box_chunk_size: Boxes per SAM2 decoder call; ``None`` picks one for the device.
         min_box_side: Boxes thinner than this many pixels after clipping are dropped.
     """

@@ -55,10 +55,19 @@ def drop_duplicate_boxes(detections: sv.Detections) -> sv.Detections:
 
 
 def filter_min_score(detections: sv.Detections, min_score: float) -> sv.Detections:
-    """Keeps detections whose ``confidence`` is at least ``min_score`` (all when it is None)."""
-    if detections.confidence is None or min_score <= 0:
+    """Keeps detections whose ``confidence`` and, where present, ``data["detector_score"]`` are at least ``min_score``.
+
+    ``confidence`` is SAM2's predicted IoU of the mask; ``detector_score`` is the score a scoring detector
+    (Grounding DINO, OWLv2) gave the box. A score that is absent filters nothing.
+    """
+    if min_score <= 0 or len(detections) == 0:
         return detections
-    return detections[detections.confidence >= min_score]
+    keep = np.ones(len(detections), dtype=bool)
+    if detections.confidence is not None:
+        keep &= detections.confidence >= min_score
+    if "detector_score" in detections.data:
+        keep &= np.asarray(detections.data["detector_score"]) >= min_score
+    return detections if keep.all() else detections[keep]
 
 
 def apply_nms(detections: sv.Detections, mode: NmsMode, iou_threshold: float) -> sv.Detections:
