@@ -438,11 +438,14 @@ def _model_rows(
 def _model_row(kind: str, name: str, models_dir: Path, *, default: bool) -> dict[str, Any]:
     from grounded_sam.models.weights import looks_like_path, resolve_detector, resolve_segmenter
 
-    registered = not looks_like_path(name) and name in (DETECTORS if kind == "detector" else SEGMENTERS)
+    table = DETECTORS if kind == "detector" else SEGMENTERS
+    registered = not looks_like_path(name) and name in table
+    spec = table[name] if registered else None
     row: dict[str, Any] = {
         "kind": kind, "name": name, "registered": registered, "default": default, "configured": False,
         "found": False, "source": None, "location": None, "config": None, "error": None,
         "download": download_command(name) if registered else None,
+        "license": spec.license if spec else None, "gated": bool(spec and spec.gated),
     }
     try:
         if kind == "detector":
@@ -465,7 +468,8 @@ def _model_state(row: dict[str, Any]) -> str:
     if row["found"]:
         return f"found {_SOURCE_LABELS.get(row['source'], row['source'])}: {row['location']}"
     if row["download"]:
-        return f"missing -> {row['download']}"
+        gated = " (gated: accept its licence on the hub and log in first)" if row["gated"] else ""
+        return f"missing -> {row['download']}{gated}"
     first_line = (row["error"] or "not found").splitlines()[0]
     return f"not usable: {first_line}"
 

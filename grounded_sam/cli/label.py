@@ -29,13 +29,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The models, device and pipeline options every labeling command takes (``label``, ``track``)."""
     models = parser.add_argument_group("models")
     models.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
-                        help=f"Florence-2: {', '.join(DETECTORS)} or a local folder (default {DEFAULT_DETECTOR}).")
+                        help=f"Detector: {', '.join(DETECTORS)}, or a local save_pretrained folder of a Florence-2, "
+                             f"Grounding DINO or OWLv2 model (default {DEFAULT_DETECTOR}).")
     models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
                         help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
     models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
     pipeline = parser.add_argument_group("pipeline")
     pipeline.add_argument("--min-score", type=float, default=0.0,
-                          help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all).")
+                          help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all); with "
+                               "Grounding DINO or OWLv2 also boxes whose detector score is below it.")
     pipeline.add_argument("--nms", choices=NMS_MODES, default="class",
                           help="Suppress overlapping detections within a class (default), across all classes, or not "
                                "at all.")

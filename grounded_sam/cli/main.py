@@ -15,7 +15,7 @@ from grounded_sam.errors import GroundedSamError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m grounded_sam",
-        description="Text prompts -> Florence-2 boxes -> SAM2 masks.",
+        description="Text prompts -> detector boxes (Florence-2, Grounding DINO, OWLv2) -> SAM2 masks.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="More log output (-vv for debug).")
     commands = parser.add_subparsers(dest="command", required=True)

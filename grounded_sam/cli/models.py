@@ -44,11 +44,15 @@ def run_models(args: argparse.Namespace) -> int:
             except GroundedSamError:
                 where = f"missing (python -m grounded_sam download {name})"
             rows.append({"kind": kind, "name": name, "repo_id": spec.repo_id, "description": spec.description,
-                         "default": name in (DEFAULT_DETECTOR, DEFAULT_SEGMENTER), "weights": where})
+                         "family": getattr(spec, "family", "sam2"), "license": spec.license, "size": spec.size,
+                         "gated": spec.gated, "default": name in (DEFAULT_DETECTOR, DEFAULT_SEGMENTER),
+                         "weights": where})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
             mark = "*" if row["default"] else " "
-            print(f"{mark} {row['kind']:<9} {row['name']:<24} {row['description']}\n      {row['weights']}")
+            terms = row["license"] + (", gated: accept the licence on the hub and log in" if row["gated"] else "")
+            print(f"{mark} {row['kind']:<9} {row['name']:<24} {row['description']}\n      licence {terms}; "
+                  f"{row['weights']}")
     return EXIT_OK

@@ -71,6 +71,8 @@ def test_without_weights_it_reports_cpu_missing_models_and_fails(no_gpu):
         {("detector", n) for n in DETECTORS} | {("segmenter", n) for n in SEGMENTERS}
     )
     assert all(not r["found"] and r["download"].endswith(r["name"]) for r in report["models"])
+    rows = {r["name"]: r for r in report["models"]}
+    assert (rows["grounding-dino-tiny"]["license"], rows["owlv2-base"]["gated"]) == ("Apache-2.0", False)
     assert len(report["problems"]) == 2 and report["ok"] is False
     assert report_exit_code(report) != 0
 
