@@ -15,7 +15,6 @@ each query's text into the image features.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ import supervision as sv
 from grounded_sam.categories import Categories
 from grounded_sam.detections import empty_detections
 from grounded_sam.models.devices import inference_context
-from grounded_sam.models.native import best_class, cxcywh_to_xyxy, load_native, scored_detections
+from grounded_sam.models.native import NativeDetector, best_class, cxcywh_to_xyxy, scored_detections
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +135,7 @@ def grounding_dino_to_detections(
     return scored_detections(xyxy, class_id, score, class_names)
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(NativeDetector):
     """Finds scored boxes for category prompts with Grounding DINO.
 
     Args:
@@ -147,6 +146,8 @@ class GroundingDinoDetector:
         query_batch_size: Queries run together when the categories need more than one.
     """
 
+    model_class_name = "GroundingDinoForObjectDetection"
+    label = "Grounding DINO"
     family = "grounding-dino"
 
     def __init__(
@@ -156,9 +157,7 @@ class GroundingDinoDetector:
         if not 0.0 <= box_threshold <= 1.0 or query_batch_size < 1:
             raise ValueError(f"box_threshold must be within [0, 1] and query_batch_size >= 1, but got "
                              f"{box_threshold}, {query_batch_size}")
-        self.model = model
-        self.processor = processor
-        self.device = device
+        super().__init__(model, processor, device)
         self.box_threshold = box_threshold
         self.query_batch_size = query_batch_size
         tokenizer = processor.tokenizer
@@ -166,16 +165,6 @@ class GroundingDinoDetector:
         self._dot = int(tokenizer.convert_tokens_to_ids("."))
         self._pad = int(tokenizer.pad_token_id or 0)
         self.max_text_len = int(model.config.max_text_len)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], device: torch.device, **options: Any) -> GroundingDinoDetector:
-        """Loads model and processor from a ``save_pretrained`` folder, strictly.
-
-        Raises:
-            ModelLoadError: Missing or mismatched weights, or no processor.
-        """
-        model, processor = load_native("GroundingDinoForObjectDetection", path, "Grounding DINO")
-        return cls(model.to(device), processor, device, **options)
 
     def build_queries(self, categories: Categories) -> list[TextQuery]:
         """The text queries for these categories (lower-cased, as Grounding DINO was trained)."""

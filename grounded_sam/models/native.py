@@ -1,9 +1,10 @@
 """What the detectors that come as transformers' native classes share: strict loading and scored results.
 
-Grounding DINO and OWLv2 load through their own ``*ForObjectDetection`` classes (never
-``trust_remote_code``) and give a score per box. :func:`load_native` loads a model and its processor
-strictly (missing or mismatched weights are an error, as for Florence-2); :func:`scored_detections`
-builds the result every scoring detector returns.
+Florence-2, Grounding DINO and OWLv2 load through their own transformers classes (never
+``trust_remote_code``). :func:`load_native` loads a model and its processor strictly (missing or
+mismatched weights are an error), and :class:`NativeDetector` gives each detector class its
+``from_pretrained``. Grounding DINO and OWLv2 give a score per box; :func:`scored_detections` builds the
+result every scoring detector returns.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import supervision as sv
 
 from grounded_sam.detections import empty_detections
 from grounded_sam.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
 
 #: The key of ``Detections.data`` that keeps the detector's own score once SAM2's predicted IoU is the ``confidence``.
 DETECTOR_SCORE = "detector_score"
@@ -56,6 +60,37 @@ def load_native(model_class_name: str, path: str | os.PathLike[str], label: str)
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
         raise ModelLoadError(f"{path} holds no {label} processor (expected processor and tokenizer files).")
     return model.eval(), processor
+
+
+DetectorT = TypeVar("DetectorT", bound="NativeDetector")
+
+
+class NativeDetector:
+    """Base of the detector classes: ``from_pretrained`` through :func:`load_native`.
+
+    A subclass names its transformers class (``model_class_name``), its name in messages (``label``) and
+    its registry family, and takes ``(model, processor, device, **options)`` in ``__init__``.
+    """
+
+    model_class_name: ClassVar[str]
+    label: ClassVar[str]
+    family: ClassVar[str]
+
+    def __init__(self, model: Any, processor: Any, device: torch.device, **options: Any) -> None:
+        self.model = model
+        self.processor = processor
+        self.device = device
+
+    @classmethod
+    def from_pretrained(cls: type[DetectorT], path: str | os.PathLike[str], device: torch.device,
+                        **options: Any) -> DetectorT:
+        """Loads model and processor from a ``save_pretrained`` folder, strictly, onto ``device``.
+
+        Raises:
+            ModelLoadError: Missing or mismatched weights, or no processor.
+        """
+        model, processor = load_native(cls.model_class_name, path, cls.label)
+        return cls(model.to(device), processor, device, **options)
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray, scale: tuple[float, float]) -> np.ndarray:

@@ -9,7 +9,6 @@ right) before resizing, so boxes are fractions of the longer side.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ import supervision as sv
 
 from grounded_sam.categories import Categories
 from grounded_sam.models.devices import inference_context
-from grounded_sam.models.native import best_class, cxcywh_to_xyxy, load_native, scored_detections
+from grounded_sam.models.native import NativeDetector, best_class, cxcywh_to_xyxy, scored_detections
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +53,7 @@ def owlv2_to_detections(
     return scored_detections(cxcywh_to_xyxy(np.asarray(boxes)[rows], (side, side)), class_id, score, class_names)
 
 
-class Owlv2Detector:
+class Owlv2Detector(NativeDetector):
     """Finds scored boxes for category prompts with OWLv2.
 
     Args:
@@ -64,27 +63,17 @@ class Owlv2Detector:
         box_threshold: Least detector score a box keeps (``min_score`` raises it per call).
     """
 
+    model_class_name = "Owlv2ForObjectDetection"
+    label = "OWLv2"
     family = "owlv2"
 
     def __init__(self, model: Any, processor: Any, device: torch.device, *,
                  box_threshold: float = DEFAULT_BOX_THRESHOLD) -> None:
         if not 0.0 <= box_threshold <= 1.0:
             raise ValueError(f"box_threshold must be within [0, 1], but got {box_threshold}")
-        self.model = model
-        self.processor = processor
-        self.device = device
+        super().__init__(model, processor, device)
         self.box_threshold = box_threshold
         self.max_text_len = int(model.config.text_config.max_position_embeddings)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], device: torch.device, **options: Any) -> Owlv2Detector:
-        """Loads model and processor from a ``save_pretrained`` folder, strictly.
-
-        Raises:
-            ModelLoadError: Missing or mismatched weights, or no processor.
-        """
-        model, processor = load_native("Owlv2ForObjectDetection", path, "OWLv2")
-        return cls(model.to(device), processor, device, **options)
 
     def detect(self, image: np.ndarray, categories: Categories, *, min_score: float = 0.0) -> sv.Detections:
         """Finds boxes for every prompt of ``categories`` in one image, all prompts in one forward pass.

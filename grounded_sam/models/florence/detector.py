@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from grounded_sam.detections import empty_detections
 from grounded_sam.errors import ModelLoadError
 from grounded_sam.models.devices import inference_context
 from grounded_sam.models.florence.parsing import parse_grounding
+from grounded_sam.models.native import NativeDetector, load_native
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +33,7 @@ OPEN_VOCABULARY_TASK = "<OPEN_VOCABULARY_DETECTION>"
 DETECTION_TASKS = (GROUNDING_TASK, OPEN_VOCABULARY_TASK)
 
 
-class FlorenceDetector:
+class FlorenceDetector(NativeDetector):
     """Finds boxes for category prompts with a Florence-2 model (it gives no scores).
 
     Args:
@@ -46,6 +46,8 @@ class FlorenceDetector:
         prompt_batch_size: Categories decoded together in one ``generate`` call.
     """
 
+    model_class_name = "Florence2ForConditionalGeneration"
+    label = "Florence-2"
     family = "florence2"
 
     def __init__(
@@ -66,9 +68,7 @@ class FlorenceDetector:
                 f"num_beams, max_new_tokens and prompt_batch_size must be >= 1, but got "
                 f"{num_beams}, {max_new_tokens}, {prompt_batch_size}"
             )
-        self.model = model
-        self.processor = processor
-        self.device = device
+        super().__init__(model, processor, device)
         self.task = task
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
@@ -80,33 +80,16 @@ class FlorenceDetector:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], device: torch.device, **options: Any) -> FlorenceDetector:
-        """Loads model and processor from a ``save_pretrained`` folder, strictly.
+        """Loads model and processor from a ``save_pretrained`` folder, strictly (see :func:`load_native`).
 
         Raises:
             ModelLoadError: The folder's files do not make a complete Florence-2 (missing or
                 mismatched weights, no processor).
         """
-        import torch
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
-
-        path = Path(path)
-        try:
-            model, info = Florence2ForConditionalGeneration.from_pretrained(
-                path, dtype=torch.float32, output_loading_info=True
-            )
-            processor = AutoProcessor.from_pretrained(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"Could not load a Florence-2 detector from {path}: {exc}") from exc
-        problems = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
-        if problems:
-            raise ModelLoadError(
-                f"The Florence-2 weights in {path} do not match its config.json: {problems}. "
-                "Re-download the model or re-save it with save_pretrained."
-            )
+        model, processor = load_native(cls.model_class_name, path, cls.label)
         if not hasattr(processor, "post_processor") or not hasattr(processor.tokenizer, "image_token_id"):
             raise ModelLoadError(f"{path} holds no Florence-2 processor (expected processor and tokenizer files).")
-        model = model.to(device).eval()
-        return cls(model, processor, device, **options)
+        return cls(model.to(device), processor, device, **options)
 
     # ------------------------------------------------------------------ stages
 
