@@ -43,6 +43,8 @@ class EditableObject:
         logits: (1, 256, 256) float32 low-resolution logits of the current mask, or None.
         edited: False for an untouched automatic object (its detector box is kept in outputs);
             True once its mask came from a click or a drawn box (outputs use the mask's box).
+        detector_score: The detector's score of its box (Grounding DINO, OWLv2), kept through edits;
+            None for an object added by hand or from a detector that gives none (Florence-2).
     """
 
     mask: np.ndarray
@@ -53,6 +55,7 @@ class EditableObject:
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
     logits: np.ndarray | None = None
     edited: bool = False
+    detector_score: float | None = None
 
 
 def output_box(obj: EditableObject) -> np.ndarray:
@@ -73,12 +76,16 @@ def objects_to_detections(objects: Sequence[EditableObject], class_names: Sequen
     """
     if not objects:
         return empty_detections(image_size)
+    data = {"class_name": np.array([o.class_name for o in objects])}
+    if any(o.detector_score is not None for o in objects):  # NaN for objects added by hand
+        data["detector_score"] = np.array([np.nan if o.detector_score is None else o.detector_score for o in objects],
+                                          np.float32)
     return sv.Detections(
         xyxy=np.stack([output_box(o) for o in objects]).astype(np.float32),
         mask=np.stack([o.mask for o in objects]),
         confidence=np.array([o.score for o in objects], np.float32),
         class_id=np.array([list(class_names).index(o.class_name) for o in objects], int),
-        data={"class_name": np.array([o.class_name for o in objects])},
+        data=data,
     )
 
 
@@ -114,6 +121,7 @@ class LabelSession:
         self.key = image_key(image)
         self.class_names = list(class_names)
         names = class_names_of(detections, self.class_names)
+        detector_scores = detections.data.get("detector_score")
         objects = []
         for i in range(len(detections)):
             objects.append(EditableObject(
@@ -121,6 +129,8 @@ class LabelSession:
                 box=detections.xyxy[i].astype(np.float32),
                 class_name=names[i],
                 score=float(detections.confidence[i]) if detections.confidence is not None else 1.0,
+                detector_score=None if detector_scores is None or np.isnan(detector_scores[i])
+                else float(detector_scores[i]),
             ))
         self.objects: list[EditableObject] = objects
         self._initial = list(objects)

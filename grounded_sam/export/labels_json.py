@@ -62,8 +62,9 @@ def detections_to_record(
             "class_name": names[i],
             "score": None if detections.confidence is None else round(float(detections.confidence[i]), 5),
         }
-        if detector_scores is not None:
-            item["detector_score"] = round(float(detector_scores[i]), 5)
+        if detector_scores is not None:  # NaN (an object added by hand in the editor) is written as null
+            score = float(detector_scores[i])
+            item["detector_score"] = None if np.isnan(score) else round(score, 5)
         item["bbox_xyxy"] = [round(float(v), 2) for v in detections.xyxy[i]]
         if detections.tracker_id is not None:
             item["track_id"] = int(detections.tracker_id[i])
@@ -100,7 +101,8 @@ def record_to_detections(record: dict[str, Any]) -> sv.Detections:
     scores = [item.get("score") for item in items]
     data = {"class_name": np.array([item["class_name"] for item in items])}
     if all("detector_score" in item for item in items):
-        data["detector_score"] = np.array([item["detector_score"] for item in items], dtype=np.float32)
+        data["detector_score"] = np.array([np.nan if item["detector_score"] is None else item["detector_score"]
+                                           for item in items], dtype=np.float32)
     return sv.Detections(
         xyxy=np.array([item["bbox_xyxy"] for item in items], dtype=np.float32),
         mask=masks,

@@ -58,7 +58,8 @@ def filter_min_score(detections: sv.Detections, min_score: float) -> sv.Detectio
     """Keeps detections whose ``confidence`` and, where present, ``data["detector_score"]`` are at least ``min_score``.
 
     ``confidence`` is SAM2's predicted IoU of the mask; ``detector_score`` is the score a scoring detector
-    (Grounding DINO, OWLv2) gave the box. A score that is absent filters nothing.
+    (Grounding DINO, OWLv2) gave the box. A score that is absent (None, or NaN for an object added by hand)
+    filters nothing.
     """
     if min_score <= 0 or len(detections) == 0:
         return detections
@@ -66,7 +67,7 @@ def filter_min_score(detections: sv.Detections, min_score: float) -> sv.Detectio
     if detections.confidence is not None:
         keep &= detections.confidence >= min_score
     if "detector_score" in detections.data:
-        keep &= np.asarray(detections.data["detector_score"]) >= min_score
+        keep &= ~(np.asarray(detections.data["detector_score"]) < min_score)  # NaN compares False: kept
     return detections if keep.all() else detections[keep]
 
 

@@ -205,3 +205,23 @@ def test_a_refiner_made_before_the_run_shares_the_empty_cache(pipe):
     pipe.segmenter.embedding_cache = EmbeddingCache()
     early = Sam2Refiner(pipe.segmenter)
     assert early.cache is pipe.segmenter.embedding_cache
+
+
+def test_detector_scores_survive_edits_and_an_added_object_has_none(pipe, refiner, truck_rgb):
+    from grounded_sam.export.labels_json import detections_to_record, record_to_detections
+    from grounded_sam.pipeline.postprocess import filter_min_score
+
+    detections = pipe(truck_rgb, "truck, tire")
+    scores = np.linspace(0.9, 0.5, len(detections)).astype(np.float32)
+    detections.data["detector_score"] = scores  # as Grounding DINO or OWLv2 would give them
+    session = LabelSession(refiner, truck_rgb, detections, detections.metadata["class_names"])
+    x, y = _point_outside(session.objects[0].mask)
+    session.refine(0, x, y, positive=True)
+    session.add_object("tire", point=(10, 10))
+    edited = session.to_detections()
+    np.testing.assert_allclose(edited.data["detector_score"][:-1], scores, atol=1e-6)
+    assert np.isnan(edited.data["detector_score"][-1])
+    record = detections_to_record(edited, (truck_rgb.shape[1], truck_rgb.shape[0]), session.class_names)
+    assert record["detections"][-1]["detector_score"] is None
+    assert np.isnan(record_to_detections(record).data["detector_score"][-1])
+    assert len(filter_min_score(edited, 0.01)) == len(edited)  # no detector score is no reason to drop
