@@ -30,7 +30,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models")
     models.add_argument("--detector-model", default=DEFAULT_DETECTOR, metavar="NAME_OR_PATH",
                         help=f"Detector: {', '.join(DETECTORS)}, or a local save_pretrained folder of a Florence-2, "
-                             f"Grounding DINO or OWLv2 model (default {DEFAULT_DETECTOR}).")
+                             f"Grounding DINO, OWLv2 or SAM 3 model (default {DEFAULT_DETECTOR}). SAM 3 makes the "
+                             "masks itself: --segmenter-model is then not used.")
     models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
                         help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
     models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")

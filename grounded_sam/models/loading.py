@@ -29,7 +29,8 @@ def load_detector(
 
     A :class:`~grounded_sam.models.florence.detector.FlorenceDetector`, a
     :class:`~grounded_sam.models.grounding_dino.GroundingDinoDetector` or an
-    :class:`~grounded_sam.models.owlv2.Owlv2Detector`: each has ``detect(rgb, categories, ...) -> sv.Detections``.
+    :class:`~grounded_sam.models.owlv2.Owlv2Detector`: each has ``detect(rgb, categories, ...) -> sv.Detections``;
+    or a :class:`~grounded_sam.models.sam3.Sam3Segmenter`, whose ``segment_text`` gives masks directly.
 
     Raises:
         ModelNotFoundError: No weights found (see :func:`grounded_sam.models.weights.resolve_detector`).
@@ -58,7 +59,11 @@ def detector_class_of(family: str) -> Any:
         from grounded_sam.models.florence.detector import FlorenceDetector
 
         return FlorenceDetector
-    raise ValueError(f"family must be florence2, grounding-dino or owlv2, but got {family!r}")
+    if family == "sam3":
+        from grounded_sam.models.sam3 import Sam3Segmenter
+
+        return Sam3Segmenter
+    raise ValueError(f"family must be florence2, grounding-dino, owlv2 or sam3, but got {family!r}")
 
 
 def load_segmenter(

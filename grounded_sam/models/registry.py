@@ -14,10 +14,12 @@ from typing import Literal
 from grounded_sam.errors import UnknownModelError
 
 ModelKind = Literal["detector", "segmenter"]
-#: How a detector finds boxes; each family has its own module under :mod:`grounded_sam.models`.
-DetectorFamily = Literal["florence2", "grounding-dino", "owlv2"]
+#: How a detector finds boxes; each family has its own module under :mod:`grounded_sam.models`. ``sam3``
+#: finds masks itself (a one-model pipeline: the segmenter is not used).
+DetectorFamily = Literal["florence2", "grounding-dino", "owlv2", "sam3"]
 #: ``config.json``'s ``model_type`` of each family, so a local folder says which family it is.
-MODEL_TYPES: dict[str, DetectorFamily] = {"florence2": "florence2", "grounding-dino": "grounding-dino", "owlv2": "owlv2"}
+MODEL_TYPES: dict[str, DetectorFamily] = {"florence2": "florence2", "grounding-dino": "grounding-dino", "owlv2": "owlv2",
+                                         "sam3": "sam3"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec("owlv2-base", "google/owlv2-base-patch16-ensemble",
                      "OWLv2 base (155M): scored boxes, each category a separate query; good for small objects",
                      family="owlv2", license="Apache-2.0", size="155M"),
+        DetectorSpec("sam3", "facebook/sam3",
+                     "SAM 3 (0.85B): text -> masks and scores in one model; the segmenter is not used",
+                     family="sam3", license="SAM License", size="0.85B", gated=True),
     )
 }
 

@@ -17,6 +17,7 @@ server share.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,10 @@ SCRIPTED_TEXT = scripted_text()
 
 #: The logit the scripted tiny OWLv2 gives every (box, prompt): every box scores sigmoid(2.0) = 0.8808.
 SCRIPTED_OWLV2_LOGIT = 2.0
+#: The score logit of every instance of the scripted tiny SAM 3, whose presence logit is 10.
+SCRIPTED_SAM3_LOGIT = 2.0
+#: What every instance of the scripted tiny SAM 3 scores: sigmoid(2.0) * sigmoid(10.0).
+SCRIPTED_SAM3_SCORE = 1 / (1 + math.exp(-SCRIPTED_SAM3_LOGIT)) / (1 + math.exp(-10.0))
 
 # Florence-2's extra vocabulary: 1000 location bins, the task/structure tokens, and <image>.
 FLORENCE_TASK_TOKENS = (
@@ -322,6 +327,58 @@ def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_
     return out
 
 
+def build_random_sam3(out_dir: str | os.PathLike[str], seed: int = 0, scripted_logit: float | None = None) -> Path:
+    """Writes a tiny random SAM 3 (model + processor) with ``save_pretrained`` into ``out_dir``.
+
+    A 56-pixel image in 14-pixel patches, one layer per stage and 10 queries: at most 10 masks per prompt.
+
+    Args:
+        out_dir: Folder to write.
+        seed: Seed of the random initialisation.
+        scripted_logit: If given, every query of every prompt gets this score logit (the scoring
+            projections give constant vectors) and the presence head says "present" (logit 10), so every
+            instance scores ``sigmoid(scripted_logit) * sigmoid(10)``.
+
+    Returns:
+        ``out_dir`` as a Path; load it with ``Sam3Segmenter.from_pretrained`` or by path.
+    """
+    import torch
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    out = Path(out_dir)
+    tokenizer = build_clip_tokenizer()
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=56, patch_size=14, window_size=2, global_attn_indexes=[1],
+               pretrain_image_size=28)
+    small = dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = Sam3Config(
+        vision_config=dict(backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]]),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=32, projection_dim=32,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id),
+        geometry_encoder_config=small, detr_encoder_config=small, detr_decoder_config=dict(small, num_queries=10),
+        mask_decoder_config=dict(hidden_size=32, num_attention_heads=2),
+    )
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    if scripted_logit is not None:
+        with torch.no_grad():
+            scoring, presence = model.dot_product_scoring, model.detr_decoder.presence_head.layer3
+            for linear in (scoring.text_proj, scoring.query_proj, presence):
+                linear.weight.zero_()
+                linear.bias.zero_()
+            # (a e0) . (a e0) * scale = scripted_logit
+            scoring.text_proj.bias[0] = scoring.query_proj.bias[0] = (scripted_logit / scoring.scale) ** 0.5
+            presence.bias.fill_(10.0)
+    processor = Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 56, "width": 56}), tokenizer=tokenizer)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    logger.info("Wrote a random tiny SAM 3 to %s", out)
+    return out
+
+
 def _tiny_sam2_yaml() -> str:
     """A small SAM2.1 model config: real architecture, image size 1024, a few thousand parameters per block."""
     return """\
@@ -473,13 +530,15 @@ def build_test_models(root: str | os.PathLike[str]) -> dict[str, Path]:
     Returns:
         ``florence`` (random weights), ``florence_scripted`` (emits :data:`SCRIPTED_TEXT` for every
         prompt), ``sam2`` (a ``.pt`` checkpoint with its ``.yaml`` config beside it), ``grounding_dino``
-        (random), ``owlv2`` (random) and ``owlv2_scripted`` (every box scores ``sigmoid(SCRIPTED_OWLV2_LOGIT)``
-        for the first prompt).
+        (random), ``owlv2`` (random), ``owlv2_scripted`` (every box scores ``sigmoid(SCRIPTED_OWLV2_LOGIT)``
+        for the first prompt) and ``sam3_scripted`` (every instance scores :data:`SCRIPTED_SAM3_SCORE`).
     """
     root = Path(root)
     paths = {"florence": root / "florence-tiny", "florence_scripted": root / "florence-scripted",
              "sam2": root / "sam2" / "sam2-tiny.pt", "grounding_dino": root / "grounding-dino-tiny",
-             "owlv2": root / "owlv2-tiny", "owlv2_scripted": root / "owlv2-scripted"}
+             "owlv2": root / "owlv2-tiny", "owlv2_scripted": root / "owlv2-scripted", "sam3_scripted": root / "sam3-scripted"}
+    if not (paths["sam3_scripted"] / "config.json").is_file():
+        build_random_sam3(paths["sam3_scripted"], scripted_logit=SCRIPTED_SAM3_LOGIT)
     if not (paths["grounding_dino"] / "config.json").is_file():
         build_random_grounding_dino(paths["grounding_dino"])
     if not (paths["owlv2"] / "config.json").is_file():

@@ -37,8 +37,9 @@ class GroundedSAM2:
 
     Args:
         detector: Registry name (``florence-2-base``, ``florence-2-large``, ``grounding-dino-tiny``,
-            ``grounding-dino-base``, ``owlv2-base``) or a local ``save_pretrained`` folder of one of
-            those families (read from its ``config.json``).
+            ``grounding-dino-base``, ``owlv2-base``, ``sam3``) or a local ``save_pretrained`` folder of one
+            of those families (read from its ``config.json``). ``sam3`` segments the text prompts itself:
+            ``segmenter`` is then not used, and ``confidence`` is SAM 3's score.
         segmenter: Registry name (``sam2.1-hiera-*``) or a local ``.pt`` checkpoint.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         models_dir: Where local weights live; defaults to the project's ``models/``.
@@ -157,7 +158,8 @@ class GroundedSAM2:
                 f"Unknown option(s) {sorted(unknown)}: expected {sorted(PipelineOptions.__dataclass_fields__)}."
             )
         detector = self.detector
-        florence = getattr(detector, "family", "florence2") == "florence2"
+        family = getattr(detector, "family", "florence2")
+        florence = family == "florence2"
         if prefix_allowed_tokens_fn is not None and not florence:
             raise OptionError(f"prefix_allowed_tokens_fn constrains Florence-2 only, but the detector is {detector.family}.")
         options = replace(self.options, **overrides) if overrides else self.options
@@ -168,6 +170,12 @@ class GroundedSAM2:
         rgb = load_image(image)
         height, width = rgb.shape[:2]
         times.load_image = time.perf_counter() - started
+
+        if family == "sam3":  # one model: text -> masks and scores, no SAM2
+            started = time.perf_counter()
+            detections = detector.segment_text(rgb, parsed, min_score=options.min_score)
+            times.segment = time.perf_counter() - started
+            return self._finish_timed(detections, parsed, options, (width, height), times)
 
         started = time.perf_counter()
         if florence:
@@ -187,8 +195,12 @@ class GroundedSAM2:
             detections = self.segmenter.segment(rgb, boxes, box_chunk_size=options.box_chunk_size)
         times.segment = time.perf_counter() - started
 
+        return self._finish_timed(detections, parsed, options, (width, height), times)
+
+    def _finish_timed(self, detections: sv.Detections, categories: Categories, options: PipelineOptions,
+                      image_size: tuple[int, int], times: StageTimes) -> sv.Detections:
         started = time.perf_counter()
-        detections = _finish(detections, parsed, options, (width, height))
+        detections = _finish(detections, categories, options, image_size)
         times.postprocess = time.perf_counter() - started
         self.last_times = times
         detections.metadata["timings_s"] = times.as_dict()

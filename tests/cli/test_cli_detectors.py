@@ -32,10 +32,11 @@ def test_models_json_shows_licence_and_gating_for_every_entry(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert {n: (rows[n]["family"], rows[n]["license"], rows[n]["gated"]) for n in
-            ("grounding-dino-tiny", "grounding-dino-base", "owlv2-base", "florence-2-base")} == {
+            ("grounding-dino-tiny", "grounding-dino-base", "owlv2-base", "sam3", "florence-2-base")} == {
         "grounding-dino-tiny": ("grounding-dino", "Apache-2.0", False),
         "grounding-dino-base": ("grounding-dino", "Apache-2.0", False),
         "owlv2-base": ("owlv2", "Apache-2.0", False),
+        "sam3": ("sam3", "SAM License", True),
         "florence-2-base": ("florence2", "MIT", False),
     }
     assert all(row["license"] and row["size"] and isinstance(row["gated"], bool) for row in rows.values())

@@ -526,3 +526,11 @@ def test_a_gated_model_missing_offline_says_so_too(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(weights.DETECTORS, GATED.name, GATED)
     with pytest.raises(ModelNotFoundError, match="is a gated model.*huggingface-cli login"):
         resolve_detector(GATED.name)
+
+
+def test_sam3_is_registered_as_gated_and_its_missing_weights_say_how_to_get_them() -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_detector("sam3")
+    message = str(info.value)
+    assert "sam3 (facebook/sam3, SAM License) is a gated model" in message
+    assert "https://huggingface.co/facebook/sam3" in message and "huggingface-cli login" in message

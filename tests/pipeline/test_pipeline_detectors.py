@@ -67,3 +67,15 @@ def test_grounding_dino_by_registry_name_labels_a_photo(tiny_models, truck_rgb, 
     assert detections.data["class_name"].tolist() == [["truck", "tire", "person"][i] for i in detections.class_id]
     with pytest.raises(OptionError, match="constrains Florence-2 only"):
         pipe(truck_rgb, "truck", prefix_allowed_tokens_fn=lambda batch, ids: [0])
+
+
+def test_sam3_is_a_one_model_pipeline_that_never_loads_the_segmenter(tiny_models, small_rgb, tmp_path: Path) -> None:
+    from grounded_sam.models.testing import SCRIPTED_SAM3_SCORE
+
+    pipe = GroundedSAM2(tiny_models["sam3_scripted"], tmp_path / "no-such-sam2.pt", device="cpu", nms="none")
+    detections = pipe(small_rgb, "truck, tire")  # a missing segmenter is no error: SAM 3 makes the masks
+    assert pipe.detector.family == "sam3" and len(detections) > 0
+    assert detections.mask.shape[1:] == small_rgb.shape[:2]
+    np.testing.assert_allclose(detections.confidence, SCRIPTED_SAM3_SCORE, atol=1e-5)
+    assert set(detections.class_id.tolist()) <= {0, 1} and "detector_score" not in detections.data
+    assert len(pipe(small_rgb, "truck", min_score=0.95)) == 0
