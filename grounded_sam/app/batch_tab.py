@@ -19,7 +19,7 @@ from grounded_sam.app.errors import user_errors
 from grounded_sam.app.markup import BATCH_STOPPED, progress_bar_html
 from grounded_sam.app.options import LabelOptions, load_models, run_settings
 from grounded_sam.app.options_panel import OptionsPanel
-from grounded_sam.app.queues import MODEL_EVENT
+from grounded_sam.app.queues import JOB_EVENT
 from grounded_sam.app.settings import AppSettings
 from grounded_sam.categories import parse_categories
 from grounded_sam.errors import InputError
@@ -182,12 +182,12 @@ def build_batch_tab(settings: AppSettings, options: OptionsPanel) -> None:
     inputs = [tab.files, *options.components, tab.server_folder, tab.formats]
     batch_event = run.click(
         handlers.label_batch_stream, set(inputs), [tab.progress, tab.gallery, tab.results, tab.summary],
-        api_visibility="private", show_progress_on=[tab.results], **MODEL_EVENT,
+        api_visibility="private", show_progress_on=[tab.results], **JOB_EVENT,
     )
     stop.click(lambda: BATCH_STOPPED, None, tab.progress, cancels=[batch_event], queue=False,
                api_visibility="private")
     api_trigger.click(handlers.label_batch, inputs, [tab.results, tab.summary], api_name="label_batch",
-                      **MODEL_EVENT)
+                      **JOB_EVENT)
 
 
 def _batch_components(settings: AppSettings) -> tuple[BatchTab, gr.Button, gr.Button, gr.Button]:

@@ -23,7 +23,7 @@ from grounded_sam.app.jobs import DEFAULT_MAX_JOB_AGE_S
 from grounded_sam.app.markup import VIDEO_STOPPED, progress_bar_html
 from grounded_sam.app.options import LabelOptions, load_models
 from grounded_sam.app.options_panel import OptionsPanel
-from grounded_sam.app.queues import EDIT_GROUP, MODEL_EVENT
+from grounded_sam.app.queues import EDIT_GROUP, JOB_EVENT
 from grounded_sam.app.settings import AppSettings
 from grounded_sam.app.video_job import DEFAULT_VIDEO_FORMATS, ClipOptions, FrameView
 from grounded_sam.categories import parse_categories
@@ -207,14 +207,14 @@ def build_video_tab(settings: AppSettings, options: OptionsPanel) -> None:
     outputs = [tab.progress, tab.frame, tab.objects, tab.overlay_video, tab.results, tab.summary, tab.view,
                tab.frame_slider]
     track_event = run.click(handlers.track_stream, set(inputs), outputs, api_visibility="private",
-                            show_progress_on=[tab.results], **MODEL_EVENT)
+                            show_progress_on=[tab.results], **JOB_EVENT)
     stop.click(lambda: VIDEO_STOPPED, None, tab.progress, cancels=[track_event], queue=False,
                api_visibility="private")
     tab.frame_slider.input(handlers.show_frame, [tab.view, tab.frame_slider], [tab.frame, tab.objects],
                            api_visibility="private", trigger_mode="always_last", show_progress="hidden",
                            **EDIT_GROUP)
     api_trigger.click(handlers.track, inputs, [tab.overlay_video, tab.results, tab.summary], api_name="track",
-                      **MODEL_EVENT)
+                      **JOB_EVENT)
 
 
 def _video_components(settings: AppSettings) -> tuple[VideoTab, gr.Button, gr.Button, gr.Button]:

@@ -135,25 +135,28 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     try:
         wrapped = importlib.reload(gpu_module)
-        assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_gpu_seconds, wrapped.track_gpu_seconds,
+        # One lease per image of Run, per image of a batch, per clip, per click's decoder pass.
+        assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_image_gpu_seconds, wrapped.track_gpu_seconds,
                              wrapped.click_gpu_seconds]
-        assert wrapped.detect_and_segment.zerogpu_duration is wrapped.segment_gpu_seconds
-        assert wrapped.track_on_gpu.zerogpu_duration is wrapped.track_gpu_seconds
-        assert wrapped.decode_on_gpu.zerogpu_duration is wrapped.click_gpu_seconds  # every click's decoder pass
+        assert wrapped._segment_on_gpu.zerogpu_duration is wrapped.segment_gpu_seconds
+        assert wrapped._batch_image_on_gpu.zerogpu_duration is wrapped.batch_image_gpu_seconds
+        assert wrapped._track_on_gpu.zerogpu_duration is wrapped.track_gpu_seconds
+        assert wrapped._decode_on_gpu.zerogpu_duration is wrapped.click_gpu_seconds
 
         one, three = parse_categories("a"), parse_categories("a, b, c")
         assert wrapped.segment_gpu_seconds(None, None, three) > wrapped.segment_gpu_seconds(None, None, one)
-        many = wrapped.batch_gpu_seconds(None, [1] * 10, one, [], {})
-        few = wrapped.batch_gpu_seconds(None, [1], one, [], {})
-        assert many > few
-        assert wrapped.track_gpu_seconds(None, None, one, None, 900, {}) > wrapped.track_gpu_seconds(None, None, one,
+        assert wrapped.track_gpu_seconds(None, None, one, None, 200, {}) > wrapped.track_gpu_seconds(None, None, one,
                                                                                                    None, 8, {})
+        # No call asks for more than the platform grants, whatever the work.
+        many = parse_categories(", ".join(f"c{i}" for i in range(500)))
+        assert wrapped.segment_gpu_seconds(None, None, many) == wrapped.ZEROGPU_MAX_S
+        assert wrapped.track_gpu_seconds(None, None, one, None, 100_000, {}) == wrapped.ZEROGPU_MAX_S
 
         monkeypatch.setitem(sys.modules, "spaces", None)  # `import spaces` now raises ImportError
         plain = importlib.reload(gpu_module)
         assert plain.spaces is None
-        assert not hasattr(plain.detect_and_segment, "zerogpu_duration")
-        assert not hasattr(plain.decode_on_gpu, "zerogpu_duration")
+        assert not hasattr(plain._segment_on_gpu, "zerogpu_duration")
+        assert not hasattr(plain._decode_on_gpu, "zerogpu_duration")
     finally:
         monkeypatch.undo()
         importlib.reload(gpu_module)
