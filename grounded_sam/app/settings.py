@@ -16,6 +16,8 @@ variable, what it holds and what it should hold, rather than failing on the firs
 ``GROUNDED_SAM_ZIP_MAX_MEMBERS``   Entries in one uploaded zip (default 2000)
 ``GROUNDED_SAM_ZIP_MAX_MB``        Uncompressed MB extracted from one zip, counted while reading (default 2048)
 ``GROUNDED_SAM_ZIP_MAX_RATIO``     Largest compression ratio of a zip member (default 200)
+``GROUNDED_SAM_RAY_ADDRESS``       Hand batch jobs to this Ray cluster (``auto``, ``HOST:PORT``,
+                                   ``ray://HOST:PORT``); empty (default) labels them in this process
 =================================  ==========================================================
 
 Images and video frames over ``GROUNDED_SAM_MAX_PIXELS`` (read by the package at call time) are refused too.
@@ -57,6 +59,8 @@ class AppSettings:
         max_batch_images: Images one batch job may label.
         max_video_frames: Frames one video job may track (after its start, end and frame limit).
         zip_limits: Caps on one uploaded zip.
+        ray_address: The Ray cluster batch jobs run on (see :mod:`grounded_sam.runs.ray_engine`); empty: this
+            process. Its workers must see the job folders (the system temp folder) at the same path.
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -68,6 +72,7 @@ class AppSettings:
     max_batch_images: int = 100
     max_video_frames: int = 900
     zip_limits: ZipLimits = field(default_factory=ZipLimits)
+    ray_address: str = ""
 
     def model_choices(self, kind: ModelKind) -> list[tuple[str, str]]:
         """``(label, value)`` pairs for a model menu: the configured default first, then the registry.
@@ -159,6 +164,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
         max_batch_images=_int(env, "MAX_BATCH_IMAGES", defaults.max_batch_images),
         max_video_frames=_int(env, "MAX_VIDEO_FRAMES", defaults.max_video_frames),
         zip_limits=limits,
+        ray_address=env.get(f"{ENV_PREFIX}RAY_ADDRESS", "").strip(),
     )
 
 
