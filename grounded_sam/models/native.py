@@ -27,16 +27,20 @@ if TYPE_CHECKING:
 DETECTOR_SCORE = "detector_score"
 
 
-def load_native(model_class_name: str, path: str | os.PathLike[str], label: str) -> tuple[Any, Any]:
+def load_native(model_class_name: str, path: str | os.PathLike[str], label: str, *,
+                processor_class_name: str = "AutoProcessor",
+                processor_parts: Sequence[str] = ("image_processor", "tokenizer")) -> tuple[Any, Any]:
     """Loads a transformers model (by class name) and its processor from a ``save_pretrained`` folder, strictly.
 
     Args:
         model_class_name: A class of ``transformers`` (``"GroundingDinoForObjectDetection"``).
         path: The folder.
         label: The model's name in error messages (``"Grounding DINO"``).
+        processor_class_name: The processor class (``"AutoProcessor"``: the one the folder names).
+        processor_parts: Attributes the processor must have.
 
     Returns:
-        ``(model, processor)``: the model in fp32 eval mode on the CPU, and its ``AutoProcessor``.
+        ``(model, processor)``: the model in fp32 eval mode on the CPU, and its processor.
 
     Raises:
         ModelLoadError: The files are unreadable, weights are missing or mismatched, or there is no processor.
@@ -48,16 +52,16 @@ def load_native(model_class_name: str, path: str | os.PathLike[str], label: str)
     model_class = getattr(transformers, model_class_name)
     try:
         model, info = model_class.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
-        processor = transformers.AutoProcessor.from_pretrained(path)
+        processor = getattr(transformers, processor_class_name).from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"Could not load a {label} detector from {path}: {exc}") from exc
+        raise ModelLoadError(f"Could not load a {label} model from {path}: {exc}") from exc
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
     if problems:
         raise ModelLoadError(
             f"The {label} weights in {path} do not match its config.json: {problems}. "
             "Re-download the model or re-save it with save_pretrained."
         )
-    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
+    if not all(hasattr(processor, part) for part in processor_parts):
         raise ModelLoadError(f"{path} holds no {label} processor (expected processor and tokenizer files).")
     return model.eval(), processor
 
@@ -75,6 +79,8 @@ class NativeDetector:
     model_class_name: ClassVar[str]
     label: ClassVar[str]
     family: ClassVar[str]
+    #: The processor class; ``AutoProcessor`` takes the one the folder's processor config names.
+    processor_class_name: ClassVar[str] = "AutoProcessor"
 
     def __init__(self, model: Any, processor: Any, device: torch.device, **options: Any) -> None:
         self.model = model
@@ -89,7 +95,8 @@ class NativeDetector:
         Raises:
             ModelLoadError: Missing or mismatched weights, or no processor.
         """
-        model, processor = load_native(cls.model_class_name, path, cls.label)
+        model, processor = load_native(cls.model_class_name, path, cls.label,
+                                       processor_class_name=cls.processor_class_name)
         return cls(model.to(device), processor, device, **options)
 
 

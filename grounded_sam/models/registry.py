@@ -17,9 +17,10 @@ ModelKind = Literal["detector", "segmenter"]
 #: How a detector finds boxes; each family has its own module under :mod:`grounded_sam.models`. ``sam3``
 #: finds masks itself (a one-model pipeline: the segmenter is not used).
 DetectorFamily = Literal["florence2", "grounding-dino", "owlv2", "sam3"]
-#: ``config.json``'s ``model_type`` of each family, so a local folder says which family it is.
+#: ``config.json``'s ``model_type`` of each family, so a local folder says which family it is. ``facebook/sam3``
+#: is a ``sam3_video`` checkpoint (the detector and the click tracker in one); ``sam3`` is the detector alone.
 MODEL_TYPES: dict[str, DetectorFamily] = {"florence2": "florence2", "grounding-dino": "grounding-dino", "owlv2": "owlv2",
-                                         "sam3": "sam3"}
+                                         "sam3": "sam3", "sam3_video": "sam3"}
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ class Sam3Segmenter(NativeDetector):
     model_class_name = "Sam3Model"
     label = "SAM 3"
     family = "sam3"
+    # facebook/sam3's processor config names the video pipeline's processor, which has no
+    # post_process_instance_segmentation; the image processor and tokenizer are the same files.
+    processor_class_name = "Sam3Processor"
 
     def __init__(self, model: Any, processor: Any, device: torch.device, *,
                  score_threshold: float = DEFAULT_SCORE_THRESHOLD, mask_threshold: float = 0.5) -> None:

@@ -327,10 +327,63 @@ def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_
     return out
 
 
-def build_random_sam3(out_dir: str | os.PathLike[str], seed: int = 0, scripted_logit: float | None = None) -> Path:
-    """Writes a tiny random SAM 3 (model + processor) with ``save_pretrained`` into ``out_dir``.
+Sam3Preset = Literal["tiny", "base"]
 
-    A 56-pixel image in 14-pixel patches, one layer per stage and 10 queries: at most 10 masks per prompt.
+
+def sam3_config(preset: Sam3Preset = "tiny", tokenizer=None):
+    """A ``Sam3VideoConfig``: SAM 3's detector and its click tracker, as the ``facebook/sam3`` checkpoint holds them.
+
+    Args:
+        preset: ``tiny`` (56-pixel images in 14-pixel patches, one layer per stage, 10 queries, widths of 32)
+            or ``base`` (transformers' defaults, which are ``facebook/sam3``'s sizes).
+        tokenizer: The tokenizer the text config takes its special ids from (default :func:`build_clip_tokenizer`).
+    """
+    from transformers import Sam3VideoConfig
+
+    tokenizer = tokenizer or build_clip_tokenizer()
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    if preset == "base":
+        detector = dict(text_config=dict(vocab_size=max(49408, len(tokenizer)), **ids))
+        config = Sam3VideoConfig(detector_config=detector)
+    elif preset == "tiny":
+        vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                   num_attention_heads=2, image_size=56, patch_size=14, window_size=2, global_attn_indexes=[1],
+                   pretrain_image_size=28)
+        vision = dict(backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]])
+        small = dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64)
+        detector = dict(
+            vision_config=vision,
+            text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=2, max_position_embeddings=32, projection_dim=32, **ids),
+            geometry_encoder_config=small, detr_encoder_config=small, detr_decoder_config=dict(small, num_queries=10),
+            mask_decoder_config=dict(hidden_size=32, num_attention_heads=2),
+        )
+        # The tracker reads the detector's ViT through its own neck (the checkpoint's tracker_neck).
+        tracker = dict(
+            vision_config=vision, prompt_encoder_config=dict(hidden_size=32, patch_size=14),
+            mask_decoder_config=dict(hidden_size=32, num_attention_heads=2, mlp_dim=64, iou_head_hidden_dim=32),
+            memory_attention_hidden_size=32, memory_attention_num_layers=1,
+            memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[4, 4],
+            memory_encoder_hidden_size=32, memory_encoder_output_channels=16, mask_downsampler_embed_dim=32,
+            memory_fuser_embed_dim=32, memory_fuser_intermediate_dim=64, memory_fuser_num_layers=1,
+        )
+        config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker)
+        config.image_size = 56  # also sets the tracker's prompt encoder, which defaults to 1008
+    else:
+        raise ValueError(f"preset must be 'tiny' or 'base', but got {preset!r}")
+    config.architectures = ["Sam3VideoModel"]
+    return config
+
+
+def build_random_sam3(out_dir: str | os.PathLike[str], seed: int = 0, scripted_logit: float | None = None,
+                      preset: Sam3Preset = "tiny") -> Path:
+    """Writes a random SAM 3 in ``facebook/sam3``'s layout into ``out_dir``: one checkpoint, two models.
+
+    Like the hub's, the folder holds a ``sam3_video`` config and one ``model.safetensors`` with the
+    detector (``detector_model.*``), the tracker (``tracker_model.*``) and the tracker's neck on the
+    shared ViT (``tracker_neck.*``), plus a ``Sam3VideoProcessor``. ``Sam3Model`` (text -> masks)
+    and ``Sam3TrackerModel`` (clicks -> a mask) both load from it with ``from_pretrained``.
 
     Args:
         out_dir: Folder to write.
@@ -338,44 +391,46 @@ def build_random_sam3(out_dir: str | os.PathLike[str], seed: int = 0, scripted_l
         scripted_logit: If given, every query of every prompt gets this score logit (the scoring
             projections give constant vectors) and the presence head says "present" (logit 10), so every
             instance scores ``sigmoid(scripted_logit) * sigmoid(10)``.
+        preset: ``tiny`` (tests) or ``base`` (``facebook/sam3``'s sizes, for the benchmark); see :func:`sam3_config`.
 
     Returns:
         ``out_dir`` as a Path; load it with ``Sam3Segmenter.from_pretrained`` or by path.
     """
     import torch
-    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+    from safetensors.torch import save_file
+    from transformers import Sam3ImageProcessor, Sam3VideoModel, Sam3VideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
     out = Path(out_dir)
     tokenizer = build_clip_tokenizer()
-    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-               num_attention_heads=2, image_size=56, patch_size=14, window_size=2, global_attn_indexes=[1],
-               pretrain_image_size=28)
-    small = dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64)
-    config = Sam3Config(
-        vision_config=dict(backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]]),
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=32, projection_dim=32,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        geometry_encoder_config=small, detr_encoder_config=small, detr_decoder_config=dict(small, num_queries=10),
-        mask_decoder_config=dict(hidden_size=32, num_attention_heads=2),
-    )
+    config = sam3_config(preset, tokenizer)
     torch.manual_seed(seed)
-    model = Sam3Model(config).eval()
+    model = Sam3VideoModel(config).eval()
     if scripted_logit is not None:
+        detector = model.detector_model
         with torch.no_grad():
-            scoring, presence = model.dot_product_scoring, model.detr_decoder.presence_head.layer3
+            scoring, presence = detector.dot_product_scoring, detector.detr_decoder.presence_head.layer3
             for linear in (scoring.text_proj, scoring.query_proj, presence):
                 linear.weight.zero_()
                 linear.bias.zero_()
             # (a e0) . (a e0) * scale = scripted_logit
             scoring.text_proj.bias[0] = scoring.query_proj.bias[0] = (scripted_logit / scoring.scale) ** 0.5
             presence.bias.fill_(10.0)
-    processor = Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 56, "width": 56}), tokenizer=tokenizer)
+    size = config.image_size
+    processor = Sam3VideoProcessor(
+        image_processor=Sam3ImageProcessor(size={"height": size, "width": size}),
+        video_processor=Sam2VideoVideoProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                                size={"height": size, "width": size}),
+        tokenizer=tokenizer,
+    )
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    config.save_pretrained(out)
+    # The module's own parameter names are the hub checkpoint's; save_pretrained would write the tracker's
+    # twice prefixed (tracker_model.tracker_model.*), which no loader reads.
+    save_file({name: tensor.detach().contiguous().clone() for name, tensor in model.state_dict().items()},
+              str(out / "model.safetensors"), metadata={"format": "pt"})
     processor.save_pretrained(out)
-    logger.info("Wrote a random tiny SAM 3 to %s", out)
+    logger.info("Wrote a random %s SAM 3 (detector and tracker) to %s", preset, out)
     return out
 
 
@@ -531,7 +586,8 @@ def build_test_models(root: str | os.PathLike[str]) -> dict[str, Path]:
         ``florence`` (random weights), ``florence_scripted`` (emits :data:`SCRIPTED_TEXT` for every
         prompt), ``sam2`` (a ``.pt`` checkpoint with its ``.yaml`` config beside it), ``grounding_dino``
         (random), ``owlv2`` (random), ``owlv2_scripted`` (every box scores ``sigmoid(SCRIPTED_OWLV2_LOGIT)``
-        for the first prompt) and ``sam3_scripted`` (every instance scores :data:`SCRIPTED_SAM3_SCORE`).
+        for the first prompt) and ``sam3_scripted`` (every instance scores :data:`SCRIPTED_SAM3_SCORE`; in
+        ``facebook/sam3``'s layout, so its tracker refines clicks too).
     """
     root = Path(root)
     paths = {"florence": root / "florence-tiny", "florence_scripted": root / "florence-scripted",
