@@ -7,6 +7,11 @@ Two entry points share one loop:
   and the dataset-level files assembled at the end.
 * :func:`label_images`, the bare loop over a list of writers (no manifest).
 
+Where the models run is the loop's engine: :class:`LocalEngine` (this process, the default) or
+:class:`~grounded_sam.runs.ray_engine.RayEngine` (workers on a Ray cluster). An engine only turns
+image paths into detections; everything else (names, resume and skips, the writes, the manifest) is
+this module's, whatever the engine, so both end with the same files.
+
 One failed image is recorded with its reason and never stops the run; every image's outputs are
 written as soon as it is labeled (atomically), and nothing is held back in memory: once an image
 is done only its small record remains, and dataset-level files are assembled from the per-image
@@ -15,14 +20,19 @@ JSON files one image at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from grounded_sam.categories import Categories, CategoriesLike, parse_categories
 from grounded_sam.errors import GroundedSamError, InputError
@@ -32,7 +42,6 @@ from grounded_sam.inputs.images import IMAGE_EXTENSIONS, is_image_path, load_ima
 from grounded_sam.naming import sanitize_stem, unique_name
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class ImageOutcome:
         outputs: Files written for it (for a skipped image, those written by the earlier run).
         seconds: Time it took.
         skipped: Already labeled with the same settings by an earlier run into the same folder.
+        worker: The engine's worker that labeled it (``host/id`` for Ray); None in this process.
     """
 
     source: str
@@ -72,6 +82,7 @@ class ImageOutcome:
     outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
     skipped: bool = False
+    worker: str | None = None
 
 
 @dataclass
@@ -106,6 +117,11 @@ class BatchSummary:
     def failed(self) -> list[ImageOutcome]:
         return [o for o in self.outcomes if not o.ok]
 
+    @property
+    def per_worker(self) -> dict[str, int]:
+        """Images each worker labeled, by worker name; empty when they were labeled in this process."""
+        return dict(sorted(Counter(o.worker for o in self.labeled if o.worker is not None).items()))
+
     def as_text(self) -> str:
         """A short human-readable report: counts, failures with reasons, and where outputs are."""
         total = self.total if self.total is not None else len(self.outcomes)
@@ -113,6 +129,8 @@ class BatchSummary:
         lines = [f"Labeled {len(self.labeled)} of {total} images ({objects} objects)."]
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} already labeled by an earlier run with the same settings.")
+        if self.per_worker:
+            lines.append(f"Labeled per worker: {', '.join(f'{name} {count}' for name, count in self.per_worker.items())}.")
         if self.failed:
             lines.append(f"Failed {len(self.failed)}:")
             lines.extend(f"  {o.source}: {o.error}" for o in self.failed)
@@ -206,82 +224,255 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-# ------------------------------------------------------------------------------------ the loop
+# ------------------------------------------------------------------------------------ engines
 
 ProgressCallback = Callable[[int, int, ImageOutcome], None]
 
 
+@dataclass
+class LabelJob:
+    """One image an engine is asked to label (the driver has checked it is not done already).
+
+    Attributes:
+        index: Its position among the run's inputs.
+        image: The input.
+        stem: Its output name.
+        key: How the manifest names it (:func:`source_key`), or its path without a manifest.
+        digest: Hex SHA-256 of its bytes (None without a manifest).
+        previous: The manifest's earlier record of it, if any.
+        prepare_s: Seconds the driver spent on it before handing it over (hashing).
+    """
+
+    index: int
+    image: InputImage
+    stem: str
+    key: str
+    digest: str | None = None
+    previous: ImageRecord | None = None
+    prepare_s: float = 0.0
+
+
+@dataclass
+class Labeled:
+    """What an engine hands back for one job: its detections, or why it failed.
+
+    Attributes:
+        detections: The pipeline's result (boxes xyxy pixels, masks (N, H, W) bool); None on failure.
+        size: ``(width, height)`` of the upright image once it was loaded (kept for a failed image too).
+        rgb: The (H, W, 3) uint8 RGB image the detections belong to, when the engine has it here;
+            None makes the driver load it again with the same :func:`~grounded_sam.inputs.images.load_image`.
+        error: Why it failed, as the summary and the manifest say it.
+        trace: The traceback of an unexpected failure (a bug, out of memory), for the log; None for
+            the failures a user can fix (a corrupt file).
+        seconds: Time the engine spent on it.
+        worker: The worker that labeled it (None in this process).
+    """
+
+    detections: Any = None
+    size: tuple[int, int] | None = None
+    rgb: np.ndarray | None = None
+    error: str | None = None
+    trace: str | None = None
+    seconds: float = 0.0
+    worker: str | None = None
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str | None]:
+    """``(error, traceback)`` of one image's failure: a user-fixable error is its message alone; anything
+    else is named by its type and keeps its traceback for the log (call inside the ``except`` block)."""
+    if isinstance(exc, GroundedSamError):
+        return str(exc), None
+    return f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+def label_one(pipe: Any, path: Path, categories: Categories, *, keep_image: bool = True) -> Labeled:
+    """Loads one image and runs the pipeline on it: the step every engine runs for every job.
+
+    Args:
+        pipe: Anything callable as ``pipe(rgb, categories)`` returning ``sv.Detections``.
+        path: The image file.
+        categories: The run's parsed categories.
+        keep_image: Keep the loaded RGB image in the result (an engine in another process drops it).
+
+    Returns:
+        The detections, or the failure: a failed image never raises (KeyboardInterrupt still does).
+    """
+    started = time.perf_counter()
+    labeled = Labeled()
+    try:
+        rgb = load_image(path)
+        height, width = rgb.shape[:2]
+        labeled.size = (width, height)
+        labeled.detections = pipe(rgb, categories)
+        if keep_image:
+            labeled.rgb = rgb
+    except Exception as exc:
+        # A model or I/O failure on one image (out of memory on a huge one, a corrupt file) is
+        # recorded for that image and the run goes on: one image must never cost the other ten thousand.
+        labeled.detections = None
+        labeled.error, labeled.trace = describe_failure(exc)
+    labeled.seconds = time.perf_counter() - started
+    return labeled
+
+
+def load_pipeline_models(pipe: Any) -> None:
+    """Loads a pipeline's models now (a no-op for test doubles), so missing weights stop a run once, clearly."""
+    for attribute in ("detector", "segmenter"):
+        getattr(pipe, attribute, None)
+
+
+class Engine(Protocol):
+    """Where the models run. An engine turns jobs into :class:`Labeled` results; the loop does the rest.
+
+    ``start`` is called once before a whole run (after the output folder is checked), ``label`` with
+    the run's jobs (a lazy iterable: the local engine takes one at a time), ``close`` at the end,
+    whatever happened. Results may come back in any order; every job must come back exactly once,
+    failed if need be, unless the run is interrupted.
+    """
+
+    name: str
+
+    def start(self, pipe: Any) -> None:
+        ...
+
+    def label(self, pipe: Any, categories: Categories, jobs: Iterable[LabelJob]) -> Iterator[tuple[LabelJob, Labeled]]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class LocalEngine:
+    """The models in this process, one image at a time, in input order."""
+
+    name = "local"
+
+    def start(self, pipe: Any) -> None:
+        load_pipeline_models(pipe)
+
+    def label(self, pipe: Any, categories: Categories, jobs: Iterable[LabelJob]) -> Iterator[tuple[LabelJob, Labeled]]:
+        for job in jobs:
+            yield job, label_one(pipe, job.image.path, categories)
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------ the loop
+
 
 class _Loop:
-    """Labels images one by one; shared by :func:`label_images` and :func:`run_labeling`."""
+    """Labels images through an engine and writes each as it comes back; shared by :func:`label_images`
+    and :func:`run_labeling`, whatever the engine."""
 
     def __init__(
         self, pipe: Any, categories: Categories, writers: Sequence[OutputWriter], settings: dict[str, Any],
-        *, out_dir: Path | None = None, manifest: Any = None,
+        *, out_dir: Path | None = None, manifest: Any = None, engine: Engine | None = None,
     ) -> None:
         self.pipe, self.categories, self.writers, self.settings = pipe, categories, writers, settings
         self.out_dir, self.manifest = out_dir, manifest
+        self.engine = engine if engine is not None else LocalEngine()
         self.records: list[ImageRecord] = []  # without a manifest: the images labeled, for finalize
 
     def run(
         self, images: Sequence[InputImage], stems: Sequence[str], summary: BatchSummary,
         on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
     ) -> None:
-        for index, (image, stem) in enumerate(zip(images, stems), start=1):
-            if should_stop is not None and should_stop():
-                summary.interrupted = True
-                return
-            outcome = self.one(image, stem)
+        total = len(images)
+        position: dict[int, int] = {}  # id(outcome) -> input index, to put outcomes back in input order
+
+        def report(outcome: ImageOutcome, index: int) -> None:
+            position[id(outcome)] = index
             summary.outcomes.append(outcome)
             if on_progress is not None:
-                on_progress(index, len(images), outcome)
+                on_progress(len(summary.outcomes), total, outcome)
 
-    def one(self, image: InputImage, stem: str) -> ImageOutcome:
-        started = time.perf_counter()
-        outcome = ImageOutcome(source=str(image.path), stem=stem, ok=False)
-        key = source_key(image.path) if self.manifest is not None else str(image.path)
-        previous = self.manifest.previous(key) if self.manifest is not None else None
-        digest = None
-        written: list[Path] = []
-        height = width = None
+        def stopped() -> bool:
+            if should_stop is not None and should_stop():
+                summary.interrupted = True
+            return summary.interrupted
+
+        def jobs() -> Iterator[LabelJob]:
+            for index, (image, stem) in enumerate(zip(images, stems)):
+                if stopped():
+                    return
+                prepared = self._prepare(index, image, stem)
+                if isinstance(prepared, ImageOutcome):  # skipped, or unreadable
+                    report(prepared, index)
+                else:
+                    yield prepared
+
         try:
-            if self.manifest is not None:
-                digest = file_sha256(image.path)
-                # Done, unchanged, and its files still there (someone may have deleted some): skip it.
-                if self.manifest.is_done(key, digest) and all(self._absolute(p).is_file() for p in previous.outputs):
-                    outcome.ok, outcome.skipped, outcome.num_detections = True, True, previous.detections
-                    outcome.outputs = [str(self._absolute(p)) for p in previous.outputs]
-                    return outcome
-            rgb = load_image(image.path)
-            height, width = rgb.shape[:2]
-            detections = self.pipe(rgb, self.categories)
-            item = LabeledImage(str(image.path), stem, rgb, detections, self.categories.class_names,
-                                dict(self.settings), source_path=image.path)
-            for writer in self.writers:
-                written.extend(writer.write(item))
-            outcome.ok, outcome.num_detections = True, len(detections)
-        except GroundedSamError as exc:
-            outcome.error = str(exc)
-            logger.warning("Skipped %s: %s", image.path, exc)
-        except Exception as exc:
-            # A model or I/O failure on one image (out of memory on a huge one, a full disk for one
-            # file, a writer's bug on an odd mask) is recorded for that image, with its traceback in
-            # the log, and the run goes on: one image must never cost the other ten thousand.
-            outcome.error = f"{type(exc).__name__}: {exc}"
-            logger.exception("Failed on %s", image.path)
+            # closing(): a Stop or Ctrl-C between results still ends the engine's run (and its workers) now.
+            with contextlib.closing(self.engine.label(self.pipe, self.categories, jobs())) as results:
+                for job, labeled in results:
+                    report(self._finish(job, labeled), job.index)
+                    if len(summary.outcomes) < total and stopped():
+                        break
+        finally:
+            # An engine may return images out of order: the summary lists them in input order.
+            summary.outcomes.sort(key=lambda outcome: position.get(id(outcome), total))
+
+    def _prepare(self, index: int, image: InputImage, stem: str) -> LabelJob | ImageOutcome:
+        """The job for an image, or its outcome when there is nothing to compute (done earlier, or unreadable)."""
+        started = time.perf_counter()
+        key = source_key(image.path) if self.manifest is not None else str(image.path)
+        job = LabelJob(index, image, stem, key, previous=self.manifest.previous(key) if self.manifest is not None else None)
+        if self.manifest is None:
+            return job
+        try:
+            job.digest = file_sha256(image.path)
+        except OSError as exc:
+            error, trace = describe_failure(exc)
+            job.prepare_s = time.perf_counter() - started
+            return self._finish(job, Labeled(error=error, trace=trace))
+        job.prepare_s = time.perf_counter() - started
+        previous = job.previous
+        # Done, unchanged, and its files still there (someone may have deleted some): skip it.
+        if self.manifest.is_done(key, job.digest) and all(self._absolute(p).is_file() for p in previous.outputs):
+            return ImageOutcome(source=str(image.path), stem=stem, ok=True, skipped=True,
+                                num_detections=previous.detections,
+                                outputs=[str(self._absolute(p)) for p in previous.outputs])
+        return job
+
+    def _finish(self, job: LabelJob, labeled: Labeled) -> ImageOutcome:
+        """Writes one image's outputs (atomically) and records it: the same steps whatever the engine."""
+        started = time.perf_counter()
+        image = job.image
+        outcome = ImageOutcome(source=str(image.path), stem=job.stem, ok=False, worker=labeled.worker)
+        error, trace = labeled.error, labeled.trace
+        written: list[Path] = []
+        width, height = labeled.size if labeled.size is not None else (None, None)
+        if error is None:
+            try:
+                rgb = labeled.rgb if labeled.rgb is not None else load_image(image.path)
+                height, width = rgb.shape[:2]
+                item = LabeledImage(str(image.path), job.stem, rgb, labeled.detections, self.categories.class_names,
+                                    dict(self.settings), source_path=image.path)
+                for writer in self.writers:
+                    written.extend(writer.write(item))
+                outcome.ok, outcome.num_detections = True, len(labeled.detections)
+            except Exception as exc:
+                # A writer's failure (a full disk for one file, a bug on an odd mask) costs this image only.
+                error, trace = describe_failure(exc)
         if not outcome.ok:
+            outcome.error = error
+            if trace is None:
+                logger.warning("Skipped %s: %s", image.path, error)
+            else:
+                logger.error("Failed on %s: %s\n%s", image.path, error, trace)
             # A failed image leaves nothing behind: no dataset may list half of it.
             for path in written:
                 Path(path).unlink(missing_ok=True)
             written = []
-        outcome.seconds = time.perf_counter() - started
+        outcome.seconds = job.prepare_s + labeled.seconds + (time.perf_counter() - started)
         outcome.outputs = [str(p) for p in written]
-        record = self._record(key, stem, digest, outcome, written, width, height)
+        record = self._record(job.key, job.stem, job.digest, outcome, written, width, height)
         if self.manifest is None:
             if record.ok:
                 self.records.append(record)
         else:
-            self._remove_stale(previous, record)
+            self._remove_stale(job.previous, record)
             self.manifest.record(record)  # last: the line promises every output above is complete
         return outcome
 
@@ -330,6 +521,7 @@ def label_images(
     settings: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    engine: Engine | None = None,
 ) -> BatchSummary:
     """Labels images one by one and writes each one's outputs as soon as it is done (no manifest).
 
@@ -342,6 +534,8 @@ def label_images(
         settings: Recorded in the outputs.
         on_progress: Called after each image with ``(done, total, outcome)``.
         should_stop: Checked before each image; True ends the run early (``summary.interrupted``).
+        engine: Where the models run: :class:`LocalEngine` (default) or a
+            :class:`~grounded_sam.runs.ray_engine.RayEngine`; it is closed at the end.
 
     Returns:
         Every image's outcome. Errors of one image are caught and recorded; KeyboardInterrupt is not.
@@ -349,8 +543,11 @@ def label_images(
     parsed = parse_categories(categories)
     summary = BatchSummary(total=len(images))
     stems = assign_stems(images)
-    loop = _Loop(pipe, parsed, writers, dict(settings or {}))
-    loop.run(images, stems, summary, on_progress, should_stop)
+    loop = _Loop(pipe, parsed, writers, dict(settings or {}), engine=engine)
+    try:
+        loop.run(images, stems, summary, on_progress, should_stop)
+    finally:
+        loop.engine.close()
     records = sorted(loop.records, key=lambda r: r.stem)
     for writer in writers:
         summary.dataset_outputs.extend(str(p) for p in writer.finalize(records))
@@ -382,6 +579,7 @@ def run_labeling(
     extra_writers: Sequence[OutputWriter] = (),
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    engine: Engine | None = None,
 ) -> BatchSummary:
     """Labels files and folders into ``out_dir``: per-image outputs as each image is done, datasets at the end.
 
@@ -404,6 +602,9 @@ def run_labeling(
         extra_writers: Writers to run after the built-in ones (their ``settings()`` are recorded too).
         on_progress: Called after each image with ``(done, total, outcome)``.
         should_stop: Checked before each image; True ends the run early, as Ctrl-C does.
+        engine: Where the models run: :class:`LocalEngine` (default, this process) or a
+            :class:`~grounded_sam.runs.ray_engine.RayEngine`. The outputs and the manifest do not
+            depend on it, so a run started with one engine resumes with the other.
 
     Returns:
         The summary; ``interrupted`` if Ctrl-C (KeyboardInterrupt) or ``should_stop`` ended it early,
@@ -440,19 +641,22 @@ def run_labeling(
     writers = [*build_writers(out, parsed.class_names, chosen, plot=plot, overlap=overlap, coco_masks=coco_masks),
                *extra_writers]
     summary = BatchSummary(total=len(images), out_dir=out)
+    engine = engine if engine is not None else LocalEngine()
     with Manifest.open(out, run_settings, force=force) as manifest:
-        # Load the models now, after the folder check: missing weights then stop the run once,
-        # clearly, instead of failing every image.
-        for attribute in ("detector", "segmenter"):
-            getattr(pipe, attribute, None)
-        stems = assign_stems(images, manifest.stems())
-        loop = _Loop(pipe, parsed, writers, manifest.settings, out_dir=out, manifest=manifest)
         try:
-            loop.run(images, stems, summary, on_progress, should_stop)
-        except KeyboardInterrupt:
-            # The image in progress is abandoned: its files are whole (atomic writes) and, with no
-            # manifest line, it is labeled again on the next run.
-            summary.interrupted = True
+            # Load the models (or reach the cluster) now, after the folder check: missing weights
+            # then stop the run once, clearly, instead of failing every image.
+            engine.start(pipe)
+            stems = assign_stems(images, manifest.stems())
+            loop = _Loop(pipe, parsed, writers, manifest.settings, out_dir=out, manifest=manifest, engine=engine)
+            try:
+                loop.run(images, stems, summary, on_progress, should_stop)
+            except KeyboardInterrupt:
+                # The images in progress are abandoned: their files are whole (atomic writes) and, with
+                # no manifest line, they are labeled again on the next run.
+                summary.interrupted = True
+        finally:
+            engine.close()
         finish_run(writers, manifest, summary, "images")
     return summary
 
