@@ -61,3 +61,7 @@ class OutputFolderError(GroundedSamError, ValueError):
 
 class EditError(GroundedSamError, ValueError):
     """An edit refers to an object, class or position that does not exist."""
+
+
+class EngineError(GroundedSamError, RuntimeError):
+    """A run engine cannot run: Ray is not installed, its cluster cannot be reached, or its workers cannot start."""
