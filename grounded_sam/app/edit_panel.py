@@ -197,7 +197,7 @@ class EditHandlers:
         view, panel = self.view, self.panel
         options = self.options.read(values)
         editor = open_editor(self.settings, values[view.image], values[view.record], options.models.segmenter,
-                             options.overlay.style())
+                             options.overlay.style(), detector=options.models.detector)
         if editor is None:  # another image was uploaded meanwhile: show the result, without editing
             legend, rows, files = image_details(values[view.record])
             return {view.state: None, view.legend: legend, view.table: rows, panel.status: status_html(EDIT_IDLE),

@@ -30,7 +30,7 @@ from grounded_sam.app.gate import MODEL_GATE
 from grounded_sam.categories import Categories
 
 if TYPE_CHECKING:
-    from grounded_sam.models.sam2.refiner import Sam2Refiner
+    from grounded_sam.models.refiner import ClickRefiner
 
 __all__ = [
     "ZEROGPU_MAX_S", "GpuDecoder", "attach_refiner", "batch_image_gpu_seconds", "click_gpu_seconds", "decode_on_gpu",
@@ -166,24 +166,25 @@ def _decode_on_gpu(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> 
 
 
 def decode_on_gpu(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> Any:
-    """One pass of SAM2's mask decoder for a click's prompts, on the image's cached embedding (interactive)."""
+    """One pass of the click refiner's mask decoder for a click's prompts, on the image's cached embedding (interactive)."""
     with MODEL_GATE.interactive():
         return _decode_on_gpu(pipe, image, key, prompts)
 
 
-def attach_refiner(pipe: Any) -> Sam2Refiner:
-    """The click refiner of the pipeline's segmenter; from now on it remembers every image it encodes."""
-    from grounded_sam.models.sam2.refiner import Sam2Refiner
+def attach_refiner(pipe: Any) -> ClickRefiner:
+    """The click refiner of the pipeline's results (:func:`~grounded_sam.editing.refiners.refiner_for`): SAM2's
+    decoder, from now on remembering every image the segmenter encodes, or SAM 3's tracker after SAM 3."""
+    from grounded_sam.editing.refiners import refiner_for
 
-    return Sam2Refiner(pipe.segmenter)
+    return refiner_for(pipe)
 
 
 class GpuDecoder:
-    """Stands in for a :class:`~grounded_sam.editing.session.Sam2Refiner`: every decoder pass of a click goes
+    """Stands in for a :class:`~grounded_sam.models.refiner.ClickRefiner`: every decoder pass of a click goes
     through the GPU wrapper (a label session only calls ``predict``).
 
     Args:
-        pipe: The :class:`~grounded_sam.pipeline.GroundedSAM2` whose segmenter ran the automatic result.
+        pipe: The :class:`~grounded_sam.pipeline.GroundedSAM2` that ran the automatic result.
     """
 
     def __init__(self, pipe: Any) -> None:

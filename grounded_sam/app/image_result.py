@@ -150,12 +150,13 @@ def image_details(record: dict[str, Any] | None) -> tuple[str, list[list[Any]], 
 
 
 def open_editor(settings: AppSettings, image: Any, record: dict[str, Any] | None, segmenter: str | None,
-                style: OverlayStyle) -> Editor | None:
+                style: OverlayStyle, detector: str | None = None) -> Editor | None:
     """An editor of the last run's result, or None when the input no longer holds the image it was run on
     (another name or size, as :func:`redraw_overlay` checks).
 
     Runs no model: the segmenter is the one the run loaded, and the run left the image's
-    embedding in its cache.
+    embedding in its cache. ``detector`` (the run's) chooses the click refiner: SAM 3's tracker after
+    ``sam3``, else SAM2 (:func:`~grounded_sam.editing.refiners.refiner_for`).
     """
     from grounded_sam.app.jobs import new_job_dir
     from grounded_sam.editing.editor import Editor
@@ -167,7 +168,7 @@ def open_editor(settings: AppSettings, image: Any, record: dict[str, Any] | None
     if found is None:
         return None
     path, name, rgb = found
-    pipe = ModelOptions(segmenter=segmenter).pipeline(settings)
+    pipe = ModelOptions(detector=detector, segmenter=segmenter).pipeline(settings)  # the detector picks the refiner
     session = LabelSession(gpu.GpuDecoder(pipe), rgb, record_to_detections(record), list(record["categories"]))
     return Editor(session, new_job_dir(), name, sanitize_stem(PurePath(name)), source_path=path, style=style,
                   settings=record.get("settings") or {})

@@ -108,7 +108,7 @@ def _wire_run(run: gr.Button, images: ImageHandlers, edits: EditHandlers) -> Non
         images.segment, [view.image, *options.components], [view.overlay, view.record], api_name="segment",
         **MODEL_EVENT,
     ).success(
-        edits.start_editing, {view.image, view.record, options.segmenter, *options.overlay},
+        edits.start_editing, {view.image, view.record, options.detector, options.segmenter, *options.overlay},
         [*edits.outputs, view.downloads], api_visibility="private", **EDIT_GROUP,
     )
     # Overlay options redraw the last result (with its edits) at once; only Run runs the models.

@@ -103,10 +103,14 @@ class LabelOptions:
 
 
 def load_models(pipe: GroundedSAM2, *, tracking: bool = False) -> None:
-    """Loads the pipeline's models now, before the GPU-wrapped call (with ``tracking``, SAM2's video predictor too)."""
+    """Loads the pipeline's models now, before the GPU-wrapped call (with ``tracking``, SAM2's video predictor too).
+
+    A one-model pipeline (SAM 3) never uses the segmenter, so it is not loaded.
+    """
     # On ZeroGPU that keeps them in the main process across calls; elsewhere it simply makes
     # missing weights fail before any work starts.
-    pipe.detector, pipe.segmenter  # noqa: B018
+    if getattr(pipe.detector, "family", None) != "sam3":
+        pipe.segmenter  # noqa: B018
     if tracking:
         pipe.video_propagator  # noqa: B018
 

@@ -1,10 +1,11 @@
 """Click refinement: fix, add, delete and relabel objects after an automatic run.
 
-A :class:`LabelSession` holds one image's editable objects with undo/redo. Every click runs
-SAM2's mask decoder only, through a :class:`~grounded_sam.models.sam2.refiner.Sam2Refiner` on
-the image's cached embedding, so a click never re-encodes the image.
+A :class:`LabelSession` holds one image's editable objects with undo/redo. Every click runs a
+mask decoder only, through a :class:`~grounded_sam.models.refiner.ClickRefiner` on the image's cached
+embedding (SAM2's decoder, or SAM 3's tracker after a SAM 3 run: see
+:func:`grounded_sam.editing.refiners.refiner_for`), so a click never re-encodes the image.
 
-Clicks are binding: after SAM2 predicts, the clicked pixel (and a small disk around it) is put
+Clicks are binding: after the model predicts, the clicked pixel (and a small disk around it) is put
 on the side the click asked for, so a negative click always removes what was clicked and a
 positive click always keeps it, whatever the model does near the edge.
 """
@@ -21,7 +22,7 @@ import supervision as sv
 from grounded_sam.caching import image_key
 from grounded_sam.detections import class_names_of, empty_detections, mask_box
 from grounded_sam.errors import EditError
-from grounded_sam.models.sam2.refiner import Sam2Refiner
+from grounded_sam.models.refiner import ClickRefiner
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,11 @@ class EditableObject:
         mask: (H, W) bool.
         box: (4,) float32 xyxy pixels: the prompt box (detector box, drawn box, or the mask's box).
         class_name: Its class.
-        score: SAM2's predicted IoU of the current mask.
+        score: The predicted IoU of the current mask (SAM2's, or SAM 3's score before a click).
         points: (K, 2) float32 click positions, xy pixels.
         labels: (K,) int32, 1 positive / 0 negative.
-        logits: (1, 256, 256) float32 low-resolution logits of the current mask, or None.
+        logits: (1, h, w) float32 low-resolution logits of the current mask as the session's refiner gave
+            them, or None.
         edited: False for an untouched automatic object (its detector box is kept in outputs);
             True once its mask came from a click or a drawn box (outputs use the mask's box).
         detector_score: The detector's score of its box (Grounding DINO, OWLv2), kept through edits;
@@ -109,13 +111,13 @@ class LabelSession:
     """One image's objects, editable with clicks, with undo, redo and reset.
 
     Args:
-        refiner: Shared :class:`Sam2Refiner`.
+        refiner: Shared :class:`~grounded_sam.models.refiner.ClickRefiner`.
         image: (H, W, 3) uint8 RGB.
         detections: The automatic result (masks, boxes, class names, scores).
         class_names: Every class of the run, in order; new classes are appended when used.
     """
 
-    def __init__(self, refiner: Sam2Refiner, image: np.ndarray, detections: sv.Detections, class_names: Sequence[str]) -> None:
+    def __init__(self, refiner: ClickRefiner, image: np.ndarray, detections: sv.Detections, class_names: Sequence[str]) -> None:
         self.refiner = refiner
         self.image = image
         self.key = image_key(image)
@@ -197,7 +199,7 @@ class LabelSession:
     def refine(self, index: int, x: float, y: float, positive: bool = True) -> EditableObject:
         """Adds a click to an object and re-predicts its mask (mask decoder only).
 
-        The object's box, every earlier click and its previous low-resolution logits go to SAM2
+        The object's box, every earlier click and its previous low-resolution logits go to the refiner
         together, as in SAM2's interactive demos.
         """
         obj = self._check_index(index)

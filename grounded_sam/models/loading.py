@@ -86,6 +86,30 @@ def load_segmenter(
     )
 
 
+def load_sam3_tracker(
+    name_or_path: str | os.PathLike[str], device: str = "auto", *, models_dir: Path | None = None
+) -> Any:
+    """Returns the shared :class:`~grounded_sam.models.sam3_tracker.Sam3TrackerRefiner` of a SAM 3 checkpoint.
+
+    The same weights as :func:`load_detector` for that name (``facebook/sam3`` holds both models); the
+    tracker shares the loaded detector's ViT instead of holding a second copy.
+
+    Raises:
+        ModelNotFoundError, ModelLoadError, DeviceError: As :func:`load_detector`.
+    """
+    from grounded_sam.models.sam3_tracker import Sam3TrackerRefiner
+
+    torch_device = resolve_device(device)
+    weights = resolve_detector(name_or_path, models_dir=models_dir)
+    key = ("sam3-tracker", str(weights.path.resolve()), str(torch_device))
+    # Loaded first, outside _load_once's lock (which is not reentrant).
+    detector = load_detector(name_or_path, device, models_dir=models_dir)
+    backbone = detector.model.vision_encoder.backbone
+    return _load_once(
+        key, lambda: Sam3TrackerRefiner.from_pretrained(weights.path, torch_device, vision_backbone=backbone), weights.name
+    )
+
+
 def load_video_propagator(
     name_or_path: str | os.PathLike[str], device: str = "auto", *, models_dir: Path | None = None
 ) -> Any:

@@ -157,6 +157,18 @@ def detector_family_of(path: Path) -> DetectorFamily:
     return family_of_model_type(model_type, str(path))
 
 
+def detector_family(name_or_path: str | os.PathLike[str]) -> DetectorFamily:
+    """The family of a detector registry name or folder, without loading or downloading anything.
+
+    Raises:
+        UnknownModelError: Neither a registered name nor a folder of a family this package runs.
+        ModelLoadError: The folder's ``config.json`` cannot be read.
+    """
+    if not looks_like_path(name_or_path):
+        return get_detector_spec(os.fspath(name_or_path)).family
+    return detector_family_of(Path(name_or_path).expanduser())
+
+
 def resolve_detector(
     name_or_path: str | os.PathLike[str], *, models_dir: Path | None = None, allow_download: bool = True
 ) -> DetectorWeights:

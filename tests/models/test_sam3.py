@@ -4,6 +4,7 @@ through the real loader."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from grounded_sam.categories import parse_categories
@@ -43,3 +44,54 @@ def test_scripted_tiny_sam3_encodes_the_image_once_and_scores_every_prompt(tiny_
     np.testing.assert_allclose(detections.confidence, SCRIPTED_SAM3_SCORE, atol=1e-5)
     assert detections.mask.shape == (3 * queries, 60, 90)
     assert len(segmenter.segment_text(np.zeros((60, 90, 3), np.uint8), parse_categories("truck"), min_score=0.9)) == 0
+
+
+# --------------------------------------------------------------------------- the tracker: clicks on SAM 3 results
+
+
+def test_the_tracker_loads_from_the_same_folder_and_shares_the_detectors_vit(tiny_models) -> None:
+    from grounded_sam.models.loading import load_detector, load_sam3_tracker
+    from grounded_sam.models.sam3_tracker import Sam3TrackerRefiner
+
+    tracker = load_sam3_tracker(tiny_models["sam3_scripted"], "cpu")
+    detector = load_detector(tiny_models["sam3_scripted"], "cpu")
+    assert isinstance(tracker, Sam3TrackerRefiner) and type(tracker.model).__name__ == "Sam3TrackerModel"
+    assert tracker.model.vision_encoder.backbone is detector.model.vision_encoder.backbone
+    assert load_sam3_tracker(tiny_models["sam3_scripted"], "cpu") is tracker  # loaded once per (weights, device)
+    # The shared ViT gives what the tracker's own copy of the checkpoint's weights gives.
+    own = Sam3TrackerRefiner.from_pretrained(tiny_models["sam3_scripted"], torch.device("cpu"))
+    pixels = torch.rand(1, 3, 56, 56)
+    for shared, alone in zip(tracker.model.get_image_embeddings(pixels), own.model.get_image_embeddings(pixels)):
+        torch.testing.assert_close(shared, alone)
+
+
+def test_tracker_clicks_encode_the_image_once_and_follow_the_prompts(tiny_models, count_calls) -> None:
+    from grounded_sam.caching import image_key
+    from grounded_sam.models.loading import load_sam3_tracker
+
+    tracker = load_sam3_tracker(tiny_models["sam3_scripted"], "cpu")
+    vision = count_calls(tracker.model.vision_encoder)
+    image = np.random.default_rng(1).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    key = image_key(image)
+    mask, score, logits = tracker.predict(image, key, box=np.array([10, 10, 50, 40], np.float32))
+    side = 4 * tracker.model.prompt_encoder.image_embedding_size[0]
+    assert mask.shape == (60, 90) and mask.dtype == bool
+    assert logits.shape == (1, side, side) and logits.dtype == np.float32 and isinstance(score, float)
+    clicked, _, _ = tracker.predict(image, key, box=np.array([10, 10, 50, 40], np.float32),
+                                    points=np.array([[30, 20], [5, 50]], np.float32), labels=np.array([1, 0]),
+                                    mask_logits=logits)
+    assert vision.calls == 1  # the second click reused the cached embedding
+    assert (clicked != mask).any()  # the clicks and the previous mask reached the decoder
+    assert tracker.embedding(image, key).original_size == (60, 90)
+
+
+def test_a_detector_only_sam3_folder_says_clicks_need_the_full_checkpoint(tiny_models, tmp_path) -> None:
+    from transformers import Sam3Model
+
+    from grounded_sam.errors import ModelLoadError
+    from grounded_sam.models.sam3_tracker import Sam3TrackerRefiner
+
+    detector_only = tmp_path / "sam3-detector"
+    Sam3Model.from_pretrained(tiny_models["sam3_scripted"]).save_pretrained(detector_only)
+    with pytest.raises(ModelLoadError, match="no SAM 3 tracker.*facebook/sam3"):
+        Sam3TrackerRefiner.from_pretrained(detector_only, torch.device("cpu"))

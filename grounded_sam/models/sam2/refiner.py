@@ -17,6 +17,7 @@ import numpy as np
 
 from grounded_sam.caching import ByteLRU, image_key
 from grounded_sam.models.devices import inference_context
+from grounded_sam.models.refiner import tensor_nbytes
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,12 @@ def _embedding_of(predictor: Any) -> ImageEmbedding:
     # SAM2ImagePredictor keeps its encoding in these attributes; holding a reference lets later
     # clicks restore it instead of re-encoding.
     features = predictor._features
-    return ImageEmbedding(features, list(predictor._orig_hw), _tensor_bytes(features))
-
-
-def _tensor_bytes(value: Any) -> int:
-    if isinstance(value, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_tensor_bytes(v) for v in value.values())
-    return int(value.numel() * value.element_size()) if hasattr(value, "numel") else 0
+    return ImageEmbedding(features, list(predictor._orig_hw), tensor_nbytes(features))
 
 
 class Sam2Refiner:
-    """Runs SAM2's mask decoder for point/box prompts on cached image embeddings.
+    """Runs SAM2's mask decoder for point/box prompts on cached image embeddings (a
+    :class:`~grounded_sam.models.refiner.ClickRefiner`).
 
     Args:
         segmenter: A loaded :class:`~grounded_sam.models.sam2.segmenter.Sam2Segmenter` (shared; its lock is used).
