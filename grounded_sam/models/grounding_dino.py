@@ -4,18 +4,23 @@ Every category goes into ONE text query, ``[CLS] truck . tire . person . [SEP]``
 ids so that each prompt's token span (and so its class id) is known exactly: a box's score for a
 prompt is the highest probability over that prompt's tokens, and the box goes to the prompt it
 scores highest for. The model reads at most ``max_text_len`` (256) tokens, roughly 60 short
-categories; more categories are split into several queries, which run as one batch.
+categories; more categories are split into several queries, run ``query_batch_size`` to a forward.
 
-What is reused: with one query the Swin backbone runs once per image. With several queries it runs
-once per query (in one batched call): transformers' ``GroundingDinoModel.forward`` takes no
-precomputed image features, and its ``encoder_outputs`` cannot be shared because the encoder fuses
-each query's text into the image features.
+What is reused: the Swin backbone runs once per image, whatever the number of queries.
+transformers' ``GroundingDinoModel.forward`` takes no precomputed image features, so the detector
+swaps the model's backbone module for :func:`shared_backbone`'s (the same submodules and weights),
+which, inside ``encoded(...)``, hands every row of every batch the image's feature maps computed once.
+The deformable encoder and decoder still run per query: the encoder fuses each query's text into the
+image features, so its outputs cannot be shared.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +140,47 @@ def grounding_dino_to_detections(
     return scored_detections(xyxy, class_id, score, class_names)
 
 
+@functools.cache
+def _shared_backbone_class() -> type:
+    """transformers' ``GroundingDinoConvModel`` (backbone + position embedding) that can reuse one image's output."""
+    from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoConvModel
+
+    class SharedBackbone(GroundingDinoConvModel):
+        """Inside :meth:`encoded`, every forward returns the image's feature maps, expanded over the batch."""
+
+        _features: Any = None
+
+        @contextmanager
+        def encoded(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> Iterator[None]:
+            """Runs the backbone on one image ((1, 3, H, W) and its (1, H, W) mask) for the forwards inside."""
+            self._features = (tuple(pixel_values.shape[-2:]), super().forward(pixel_values, pixel_mask))
+            try:
+                yield
+            finally:
+                self._features = None
+
+        def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> Any:
+            if self._features is None:
+                return super().forward(pixel_values, pixel_mask)
+            size, (maps, positions) = self._features
+            if tuple(pixel_values.shape[-2:]) != size:
+                raise ValueError(f"Expected pixel values of the encoded image ({size}), but got {tuple(pixel_values.shape)}")
+            batch = pixel_values.shape[0]
+            return ([(m.expand(batch, *m.shape[1:]), k.expand(batch, *k.shape[1:])) for m, k in maps],
+                    [p.expand(batch, *p.shape[1:]) for p in positions])
+
+    return SharedBackbone
+
+
+def shared_backbone(backbone: Any) -> Any:
+    """A drop-in for a Grounding DINO model's ``model.backbone`` that runs once per image inside ``encoded(...)``.
+
+    It holds the same ``conv_encoder`` and ``position_embedding`` modules (so the same weights and
+    state-dict names); outside ``encoded`` it is transformers' backbone unchanged.
+    """
+    return _shared_backbone_class()(backbone.conv_encoder, backbone.position_embedding)
+
+
 class GroundingDinoDetector(NativeDetector):
     """Finds scored boxes for category prompts with Grounding DINO.
 
@@ -160,6 +206,8 @@ class GroundingDinoDetector(NativeDetector):
         super().__init__(model, processor, device)
         self.box_threshold = box_threshold
         self.query_batch_size = query_batch_size
+        model.model.backbone = shared_backbone(model.model.backbone)
+        self._lock = threading.Lock()  # the backbone holds the image being detected in
         tokenizer = processor.tokenizer
         self._cls, self._sep = int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
         self._dot = int(tokenizer.convert_tokens_to_ids("."))
@@ -193,27 +241,28 @@ class GroundingDinoDetector(NativeDetector):
         queries = self.build_queries(categories)
         pixels = self.processor.image_processor(images=image, return_tensors="pt")
         pixel_values = pixels["pixel_values"].to(self.device)
-        pixel_mask = pixels["pixel_mask"].to(self.device) if "pixel_mask" in pixels else None
+        pixel_mask = (pixels["pixel_mask"] if "pixel_mask" in pixels
+                      else torch.ones(pixel_values.shape[:1] + pixel_values.shape[2:], dtype=torch.long)).to(self.device)
         found: list[sv.Detections] = []
-        for start in range(0, len(queries), self.query_batch_size):
-            batch = queries[start : start + self.query_batch_size]
-            length = max(len(q.input_ids) for q in batch)
-            input_ids = torch.full((len(batch), length), self._pad, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
-            for row, query in enumerate(batch):
-                input_ids[row, : len(query.input_ids)] = torch.tensor(query.input_ids)
-                attention_mask[row, : len(query.input_ids)] = 1
-            with inference_context(self.device):
+        with self._lock, inference_context(self.device), self.model.model.backbone.encoded(pixel_values, pixel_mask):
+            for start in range(0, len(queries), self.query_batch_size):
+                batch = queries[start : start + self.query_batch_size]
+                length = max(len(q.input_ids) for q in batch)
+                input_ids = torch.full((len(batch), length), self._pad, dtype=torch.long)
+                attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+                for row, query in enumerate(batch):
+                    input_ids[row, : len(query.input_ids)] = torch.tensor(query.input_ids)
+                    attention_mask[row, : len(query.input_ids)] = 1
                 outputs = self.model(
                     pixel_values=pixel_values.expand(len(batch), -1, -1, -1),
-                    pixel_mask=None if pixel_mask is None else pixel_mask.expand(len(batch), -1, -1),
+                    pixel_mask=pixel_mask.expand(len(batch), -1, -1),
                     input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
                 )
-            logits = outputs.logits.float().cpu().numpy()
-            boxes = outputs.pred_boxes.float().cpu().numpy()
-            for row, query in enumerate(batch):
-                found.append(grounding_dino_to_detections(
-                    logits[row], boxes[row], query, (width, height), threshold, categories.class_names))
+                logits = outputs.logits.float().cpu().numpy()
+                boxes = outputs.pred_boxes.float().cpu().numpy()
+                for row, query in enumerate(batch):
+                    found.append(grounding_dino_to_detections(
+                        logits[row], boxes[row], query, (width, height), threshold, categories.class_names))
         found = [d for d in found if len(d)]
         logger.debug("Grounding DINO: %d queries -> %d boxes", len(queries), sum(len(d) for d in found))
         return sv.Detections.merge(found) if found else empty_detections()

@@ -87,10 +87,10 @@ def detector(tiny_models) -> GroundingDinoDetector:
 
 
 def test_tiny_model_gives_the_detect_contract_with_the_image_encoded_once(detector, count_calls) -> None:
-    backbone = count_calls(detector.model.model.backbone)
+    swin = count_calls(detector.model.model.backbone.conv_encoder)
     categories = parse_categories("truck, tire, person, yellow hard hat: helmet")
     detections = detector.detect(np.zeros((60, 90, 3), np.uint8), categories)
-    assert backbone.calls == 1
+    assert swin.calls == 1
     assert len(detections) == detector.model.config.num_queries  # box_threshold 0 keeps every query's box
     assert detections.xyxy.dtype == np.float32 and detections.xyxy.shape == (len(detections), 4)
     assert set(detections.class_id.tolist()) <= {0, 1, 2, 3}
@@ -103,10 +103,44 @@ def test_categories_over_the_text_limit_are_split_into_queries_run_as_one_batch(
     monkeypatch.setattr(detector, "max_text_len", 6)  # room for two one-token prompts per query
     categories = parse_categories("truck, tire, person, dog, car")
     assert [q.class_ids for q in detector.build_queries(categories)] == [(0, 1), (2, 3), (4,)]
-    backbone = count_calls(detector.model.model.backbone)
+    forwards = count_calls(detector.model)
+    swin = count_calls(detector.model.model.backbone.conv_encoder)
     detections = detector.detect(np.zeros((60, 90, 3), np.uint8), categories)
-    assert backbone.calls == 1  # one batched forward (the backbone sees the image once per query in it)
+    assert forwards.calls == 1 and swin.calls == 1  # one batched forward, the image encoded once for the 3 queries
     assert len(detections) == 3 * detector.model.config.num_queries
+
+
+def test_the_image_backbone_runs_once_however_the_queries_are_batched(detector, count_calls, monkeypatch, truck_rgb) -> None:
+    monkeypatch.setattr(detector, "max_text_len", 6)
+    image = np.ascontiguousarray(truck_rgb[::8, ::8])
+    categories = parse_categories("truck, tire, person, dog, car")
+    results = {}
+    for batch_size in (1, 2, 4):
+        monkeypatch.setattr(detector, "query_batch_size", batch_size)
+        forwards = count_calls(detector.model)
+        swin = count_calls(detector.model.model.backbone.conv_encoder)
+        results[batch_size] = detector.detect(image, categories)
+        assert forwards.calls == -(-3 // batch_size) and swin.calls == 1
+    for batch_size in (2, 4):
+        np.testing.assert_allclose(results[batch_size].xyxy, results[1].xyxy, atol=1e-3)
+        np.testing.assert_allclose(results[batch_size].data["detector_score"], results[1].data["detector_score"],
+                                   atol=1e-5)
+        assert results[batch_size].class_id.tolist() == results[1].class_id.tolist()
+
+
+def test_the_shared_backbone_gives_what_transformers_own_forward_gives(detector, truck_rgb) -> None:
+    image = np.ascontiguousarray(truck_rgb[::8, ::8])
+    query = detector.build_queries(parse_categories("truck, tire"))[0]
+    pixels = detector.processor.image_processor(images=image, return_tensors="pt")
+    input_ids = torch.tensor([query.input_ids] * 2)
+    with torch.inference_mode():
+        plain = detector.model(pixel_values=pixels["pixel_values"].expand(2, -1, -1, -1),
+                               pixel_mask=pixels["pixel_mask"].expand(2, -1, -1), input_ids=input_ids)
+        with detector.model.model.backbone.encoded(pixels["pixel_values"], pixels["pixel_mask"]):
+            shared = detector.model(pixel_values=pixels["pixel_values"].expand(2, -1, -1, -1),
+                                    pixel_mask=pixels["pixel_mask"].expand(2, -1, -1), input_ids=input_ids)
+    torch.testing.assert_close(shared.logits, plain.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(shared.pred_boxes, plain.pred_boxes, atol=1e-5, rtol=1e-4)
 
 
 def test_min_score_raises_the_threshold(detector) -> None:
