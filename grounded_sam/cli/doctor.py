@@ -103,7 +103,8 @@ def collect_report(
         A JSON-serialisable dict with the keys ``python``, ``packages``, ``torch``, ``devices``,
         ``device``, ``sam2_extension``, ``paths``, ``hub``, ``models`` (one row per registry
         model, plus configured paths), ``configured`` (``detector`` and ``segmenter`` rows, with
-        ``load`` results when asked), ``problems`` (why the configured models cannot be used),
+        ``load`` results when asked; no ``segmenter`` when the detector segments by itself, as
+        ``sam3`` does), ``segmenter_used``, ``problems`` (why the configured models cannot be used),
         ``notes`` (what makes it slow or may surprise) and ``ok``.
     """
     from grounded_sam.models.weights import hf_cache_dir, hub_offline, project_models_dir
@@ -127,9 +128,17 @@ def collect_report(
         "paths": {"models_dir": str(models_dir), "hf_cache": hf_cache_dir()},
         "hub": _hub_report(offline, check_hub, hub_timeout),
     }
-    rows, configured = _model_rows(detector_name, segmenter_name, models_dir)
+    one_model = _segments_by_itself(detector_name)
+    rows, configured = _model_rows(detector_name, None if one_model else segmenter_name, models_dir)
     report["models"] = rows
     report["configured"] = configured
+    report["segmenter_used"] = not one_model
+    if one_model:
+        notes.append(
+            f"The detector {detector_name!r} segments by itself (a one-model pipeline): the segmenter "
+            f"{segmenter_name!r} is not used, so it is not checked. Clicks on its masks are refined by SAM 3's "
+            "tracker from the same weights."
+        )
 
     if torch_info["error"]:
         problems.append(
@@ -414,9 +423,20 @@ def _hub_line(hub: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- models
 
 
+def _segments_by_itself(detector: str) -> bool:
+    """True when the detector makes the masks itself (SAM 3), so no segmenter is used; False when unknown."""
+    from grounded_sam.models.weights import detector_family
+
+    try:
+        return detector_family(detector) == "sam3"
+    except GroundedSamError:
+        return False  # an unknown or unreadable detector is reported by its own row
+
+
 def _model_rows(
-    detector: str, segmenter: str, models_dir: Path
+    detector: str, segmenter: str | None, models_dir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every registry model's row, plus a row per configured path; ``segmenter`` None: none is configured."""
     from grounded_sam.models.weights import looks_like_path
 
     rows: list[dict[str, Any]] = []
@@ -426,6 +446,8 @@ def _model_rows(
             rows.append(_model_row(kind, name, models_dir, default=name == default))
     configured: dict[str, dict[str, Any]] = {}
     for kind, name in (("detector", detector), ("segmenter", segmenter)):
+        if name is None:
+            continue
         row = next((r for r in rows if r["kind"] == kind and r["name"] == name and not looks_like_path(name)), None)
         if row is None:
             row = _model_row(kind, name, models_dir, default=False)

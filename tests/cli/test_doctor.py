@@ -271,3 +271,29 @@ def test_cpu_only_torch_beside_an_nvidia_driver_is_pointed_out(monkeypatch, no_g
     report = collect_report(check_hub=False)
     assert any("torch build is CPU-only" in note for note in report["notes"])
     assert "CPU-only build" in format_report(report)
+
+
+def test_a_one_model_detector_is_checked_without_the_segmenter(no_gpu, tiny_models, tmp_path):
+    # SAM 3 makes the masks itself: a missing SAM2 is no problem, and it is not loaded.
+    missing_sam2 = tmp_path / "absent.pt"
+    report = collect_report(tiny_models["sam3_scripted"], missing_sam2, device="cpu", load=True)
+    assert set(report["configured"]) == {"detector"} and report["segmenter_used"] is False
+    assert report["configured"]["detector"]["load"]["ok"] is True
+    assert report["problems"] == [] and report["ok"] is True
+    assert not any(r["name"] == str(missing_sam2) for r in report["models"])
+    assert any("segments by itself" in note and str(missing_sam2) in note for note in report["notes"])
+    assert "segments by itself" in format_report(report) and json.loads(json.dumps(report)) == report
+
+
+def test_the_registry_sam3_without_weights_is_the_only_problem(no_gpu):
+    report = collect_report("sam3")
+    assert set(report["configured"]) == {"detector"} and not report["ok"]
+    (problem,) = report["problems"]
+    assert "'sam3'" in problem and "download sam3" in problem
+    assert "gated" in format_report(report)
+
+
+def test_a_detector_with_sam2_still_checks_the_segmenter(no_gpu, tiny_models, tmp_path):
+    report = collect_report(tiny_models["grounding_dino"], tmp_path / "absent.pt")
+    assert set(report["configured"]) == {"detector", "segmenter"} and report["segmenter_used"] is True
+    assert not report["ok"] and any("segmenter" in p for p in report["problems"])
