@@ -92,6 +92,7 @@ def add_label_arguments(label: argparse.ArgumentParser) -> None:
     output.add_argument("--force", action="store_true",
                         help="Delete this tool's earlier outputs in --out and start again (needed to change settings).")
     add_model_arguments(label)
+    add_engine_arguments(label)
     label.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     crops = label.add_argument_group("cut-outs for training (--preprocess)")
     crops.add_argument("--preprocess", action="store_true",
@@ -106,6 +107,43 @@ def add_label_arguments(label: argparse.ArgumentParser) -> None:
                        help="Keep only the largest object of each image (one product per photo).")
     crops.add_argument("--preprocess-min-area", type=float, default=0.0, metavar="FRACTION",
                        help="Keep only objects covering at least this fraction of the image (e.g. 0.05).")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the models run: this process, or workers on a Ray cluster (``--engine ray``)."""
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (default): the models run in this process. ray: on Ray Data workers (a local Ray, "
+                             "or a cluster), this process writing every file; the outputs are the same. Needs "
+                             "`pip install -r requirements-ray.txt`.")
+    engine.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="The Ray cluster: auto (on a node of a running cluster), HOST:PORT, or ray://HOST:10001 "
+                             "(Ray Client). Default: RAY_ADDRESS, else a local Ray started for this run.")
+    engine.add_argument("--workers", type=int, default=None,
+                        help="Ray workers, each loading the models once (default: one per GPU, else one per 2 CPU "
+                             "cores).")
+    engine.add_argument("--gpus-per-worker", type=float, default=None, metavar="N",
+                        help="GPUs each Ray worker takes (default: 1 where the cluster has GPUs, else 0).")
+
+
+def engine_from_args(args: argparse.Namespace) -> Any:
+    """The engine ``--engine`` asks for: None (the local engine) or a :class:`~grounded_sam.runs.ray_engine.RayEngine`.
+
+    Raises:
+        OptionError: A Ray option without ``--engine ray``, or a count out of range.
+        EngineError: ``--engine ray`` without Ray installed.
+    """
+    from grounded_sam.errors import OptionError
+
+    if args.engine == "local":
+        given = [flag for flag, value in (("--ray-address", args.ray_address), ("--workers", args.workers),
+                                          ("--gpus-per-worker", args.gpus_per_worker)) if value is not None]
+        if given:
+            raise OptionError(f"{', '.join(given)} only apply with --engine ray; add --engine ray or leave them out.")
+        return None
+    from grounded_sam.runs.ray_engine import RayEngine
+
+    return RayEngine(args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
 
 
 def run_label(args: argparse.Namespace) -> int:
@@ -124,6 +162,7 @@ def run_label(args: argparse.Namespace) -> int:
             args.out, margin=args.preprocess_margin, background=args.preprocess_background,
             size=args.preprocess_size, largest_only=args.preprocess_largest_only, min_area=args.preprocess_min_area,
         ))
+    engine = engine_from_args(args)  # before the models: a missing Ray or a bad count fails fast
     images = collect_images(args.inputs)
     pipe = pipeline_from_args(args)
     progress = progress_bar(len(images), "img", disable=args.no_progress)
@@ -131,7 +170,7 @@ def run_label(args: argparse.Namespace) -> int:
     try:
         summary = run_labeling(
             pipe, images, categories, args.out, formats=formats, plot=args.plot, overlap=args.overlap,
-            coco_masks=args.coco_masks, force=args.force, extra_writers=extra_writers,
+            coco_masks=args.coco_masks, force=args.force, extra_writers=extra_writers, engine=engine,
             on_progress=lambda done, total, outcome: progress.update(1) if progress else None,
         )
     finally:

@@ -43,13 +43,21 @@ def add_parser(commands: Any) -> None:
     output.add_argument("--plot", action="store_true", help="Also write overlays/frame_<i>.png and overlay.mp4.")
     output.add_argument("--force", action="store_true", help="Delete this tool's earlier outputs in --out first.")
     add_model_arguments(track)
+    track.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="Only local: a clip's frames depend on each other, so tracking runs in this process "
+                            "(--engine ray is for label).")
     track.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     track.set_defaults(run=run_track)
 
 
 def run_track(args: argparse.Namespace) -> int:
+    from grounded_sam.errors import OptionError
     from grounded_sam.pipeline.track import TrackingOptions
     from grounded_sam.runs.track import run_tracking
+
+    if args.engine != "local":
+        raise OptionError("track runs on the local engine only: a clip's frames depend on each other. "
+                          "Leave out --engine ray (it is for label, whose images are independent).")
 
     options = TrackingOptions(every=args.every, match_iou=args.match_iou)
     pipe = pipeline_from_args(args)
