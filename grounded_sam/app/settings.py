@@ -18,6 +18,11 @@ variable, what it holds and what it should hold, rather than failing on the firs
 ``GROUNDED_SAM_ZIP_MAX_RATIO``     Largest compression ratio of a zip member (default 200)
 ``GROUNDED_SAM_RAY_ADDRESS``       Hand batch jobs to this Ray cluster (``auto``, ``HOST:PORT``,
                                    ``ray://HOST:PORT``); empty (default) labels them in this process
+``GROUNDED_SAM_DATA_DIR``          Where edits are saved (``edits.sqlite3``); default ``/data/grounded_sam``
+                                   on a Hugging Face Space with persistent storage, else
+                                   ``$XDG_DATA_HOME/grounded_sam`` (``~/.local/share/grounded_sam``)
+``GROUNDED_SAM_EDIT_RETENTION_HOURS``  Hours saved edits are kept after their last change (default 168:
+                                   7 days); 0 saves nothing
 =================================  ==========================================================
 
 Images and video frames over ``GROUNDED_SAM_MAX_PIXELS`` (read by the package at call time) are refused too.
@@ -61,6 +66,9 @@ class AppSettings:
         zip_limits: Caps on one uploaded zip.
         ray_address: The Ray cluster batch jobs run on (see :mod:`grounded_sam.runs.ray_engine`); empty: this
             process. Its workers must see the job folders (the system temp folder) at the same path.
+        data_dir: Where edits are saved (:mod:`grounded_sam.editing.store`); None saves nothing (the default here:
+            :func:`load_settings` fills in the default folder).
+        edit_retention_hours: Hours saved edits are kept after their last change; 0 saves nothing.
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -73,6 +81,13 @@ class AppSettings:
     max_video_frames: int = 900
     zip_limits: ZipLimits = field(default_factory=ZipLimits)
     ray_address: str = ""
+    data_dir: Path | None = None
+    edit_retention_hours: float = 168.0
+
+    @property
+    def saves_edits(self) -> bool:
+        """True when edits are saved as they happen (a data folder and a retention time)."""
+        return self.data_dir is not None and self.edit_retention_hours > 0
 
     def model_choices(self, kind: ModelKind) -> list[tuple[str, str]]:
         """``(label, value)`` pairs for a model menu: the configured default first, then the registry.
@@ -165,7 +180,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
         max_video_frames=_int(env, "MAX_VIDEO_FRAMES", defaults.max_video_frames),
         zip_limits=limits,
         ray_address=env.get(f"{ENV_PREFIX}RAY_ADDRESS", "").strip(),
+        data_dir=_data_dir(env),
+        edit_retention_hours=_number(env, "EDIT_RETENTION_HOURS", defaults.edit_retention_hours, strict=False),
     )
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    """``GROUNDED_SAM_DATA_DIR``, else a Space's persistent storage (``/data``, when mounted), else the user's data folder."""
+    raw = env.get(f"{ENV_PREFIX}DATA_DIR", "").strip()
+    if raw:
+        path = Path(raw).expanduser()
+        if path.exists() and not path.is_dir():
+            raise OptionError(f"{ENV_PREFIX}DATA_DIR names {raw!r}, which is not a folder. Name a folder (it is "
+                              "created if missing) where the app may keep its saved edits.")
+        return path
+    spaces_storage = Path("/data")
+    if env.get("SPACE_ID") and spaces_storage.is_dir() and os.access(spaces_storage, os.W_OK):
+        return spaces_storage / "grounded_sam"
+    return Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser() / "grounded_sam"
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:

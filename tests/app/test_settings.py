@@ -15,8 +15,8 @@ from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, DE
 
 
 def test_defaults_with_no_variables() -> None:
-    settings = load_settings({})
-    assert settings == AppSettings()
+    settings = load_settings({"XDG_DATA_HOME": "/srv/xdg"})
+    assert settings == AppSettings(data_dir=Path("/srv/xdg/grounded_sam"))  # a hand-made AppSettings saves no edits
     assert settings.detector == DEFAULT_DETECTOR and settings.segmenter == DEFAULT_SEGMENTER
     assert settings.device == "auto"
     assert settings.batch_roots == ()  # a public Space exposes no server files unless told to
@@ -72,6 +72,19 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(OptionError, match=re.escape(message)):
         load_settings({f"GROUNDED_SAM_{name}": value})
+
+
+def test_saved_edits_settings(tmp_path: Path) -> None:
+    settings = load_settings({"GROUNDED_SAM_DATA_DIR": str(tmp_path / "edits"), "GROUNDED_SAM_EDIT_RETENTION_HOURS": "0.5"})
+    assert (settings.data_dir, settings.edit_retention_hours, settings.saves_edits) == (tmp_path / "edits", 0.5, True)
+    assert load_settings({}).edit_retention_hours == 168 and load_settings({}).saves_edits
+    assert not load_settings({"GROUNDED_SAM_EDIT_RETENTION_HOURS": "0"}).saves_edits
+    assert not AppSettings().saves_edits
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OptionError, match="GROUNDED_SAM_DATA_DIR names .*, which is not a folder"):
+        load_settings({"GROUNDED_SAM_DATA_DIR": str(tmp_path / "file")})
+    with pytest.raises(OptionError, match="GROUNDED_SAM_EDIT_RETENTION_HOURS must be a number above 0"):
+        load_settings({"GROUNDED_SAM_EDIT_RETENTION_HOURS": "-1"})
 
 
 def test_model_choices_offer_the_registry_and_a_local_default_by_name_only() -> None:
