@@ -11,11 +11,12 @@ alive and releases them when their sessions end.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import supervision as sv
@@ -26,7 +27,13 @@ from grounded_sam.editing.view import OverlayRenderer, OverlayStyle, encode_jpeg
 from grounded_sam.errors import EditError
 from grounded_sam.export.files import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from grounded_sam.editing.store import EditSaver, SavedEdits
+    from grounded_sam.models.refiner import ClickRefiner
+
 logger = logging.getLogger(__name__)
+
+_SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")  # a saved image's suffix, when it is a plain one
 
 SELECT = "Select"
 GROW = "+ point (grow)"
@@ -74,6 +81,7 @@ class Editor:
         source_path: The image file (for the dataset zip), or None.
         style: Overlay options.
         settings: The run's settings, recorded in the dataset zip.
+        saver: Saves the labels after every edit (:mod:`grounded_sam.editing.store`), or None.
 
     Thread safety: every action holds the editor's lock, so two events of one session never
     interleave (the model itself is guarded by the segmenter's lock inside the session).
@@ -81,12 +89,13 @@ class Editor:
 
     def __init__(self, session: LabelSession, folder: str | Path, file_name: str, stem: str,
                  source_path: str | Path | None = None, style: OverlayStyle | None = None,
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None, saver: EditSaver | None = None) -> None:
         self._session: LabelSession | None = session
         self.folder = Path(folder)
         self.file_name = file_name
         self.source_path = None if source_path is None else Path(source_path)
         self.settings = dict(settings or {})
+        self.saver = saver
         self.renderer = OverlayRenderer(session.image, style)
         self.files = LabelFiles(self.folder, stem, file_name)
         self._overlays = 0
@@ -95,6 +104,42 @@ class Editor:
         self.lock = threading.RLock()
         #: What a front-end last sent for each of its outputs, so it can send only what changed.
         self.sent: dict[str, Any] = {}
+
+    @classmethod
+    def from_saved(cls, saved: SavedEdits, refiner: ClickRefiner, folder: str | Path, *,
+                   style: OverlayStyle | None = None, saver: EditSaver | None = None) -> Editor:
+        """An editor of edits saved before (after a reload or a restart); runs no model.
+
+        The saved image file is written back into ``folder`` (the dataset zip reads it); the objects, classes
+        and the automatic result come from the store; the undo history starts empty.
+
+        Args:
+            saved: What :meth:`~grounded_sam.editing.store.EditStore.load` returned.
+            refiner: Refines later clicks (its model loads on the first one).
+            folder: A fresh folder for the image, the overlays and the downloads.
+            style: Overlay options.
+            saver: Saves later edits (to the same row of the store).
+
+        Raises:
+            ImageLoadError: The saved image no longer decodes.
+            EditError: The saved masks do not fit the image.
+        """
+        from grounded_sam.caching import image_key
+        from grounded_sam.inputs.images import load_image
+        from grounded_sam.naming import sanitize_stem
+
+        folder = Path(folder)
+        name = PurePath(saved.file_name).name or "image"
+        stem = sanitize_stem(PurePath(name))
+        suffix = PurePath(name).suffix.lower()
+        path = atomic_write_bytes(folder / (stem + (suffix if _SUFFIX.match(suffix) else "")), saved.image_bytes,
+                                  durable=False)
+        rgb = load_image(path)
+        if image_key(rgb) != saved.image_key:  # another decoder version: the masks still fit if the size does
+            logger.info("The saved image of %s decodes to other pixels than when it was edited", name)
+        session = LabelSession.from_objects(refiner, rgb, saved.objects, saved.class_names, initial=saved.initial,
+                                            initial_classes=saved.initial_classes)
+        return cls(session, folder, name, stem, source_path=path, style=style, settings=saved.settings, saver=saver)
 
     # ------------------------------------------------------------------ state
 
@@ -176,6 +221,25 @@ class Editor:
             return write_dataset_zip(self.source_path, self.file_name, self.detections(), self.session.class_names,
                                      folder, settings=self.settings)
 
+    def save(self) -> str | None:
+        """Saves the labels now with the editor's saver (nothing to do without one, or when nothing changed).
+
+        Every action below saves after itself; a front-end calls this once after opening an editor.
+
+        Returns:
+            None, or (once per editor) a message for the user that the edits are not being saved.
+        """
+        with self.lock:
+            if self.saver is None or self._session is None:
+                return None
+            session = self._session
+            return self.saver.save(session.objects, session.class_names, *session.initial)
+
+    def _saved(self, status: str) -> str:
+        """The status line of an action, after saving its result (with the warning when that failed)."""
+        warning = self.save()
+        return status if warning is None else f"{status} {warning}"
+
     # ------------------------------------------------------------------ actions
 
     def set_mode(self, mode: str) -> str:
@@ -198,6 +262,10 @@ class Editor:
         Raises:
             EditError: Nothing selected to refine, no class for a new object, a point outside the image.
         """
+        with self.lock:
+            return self._saved(self._click(x, y, mode, class_name))
+
+    def _click(self, x: float, y: float, mode: str, class_name: str | None) -> str:
         _check_mode(mode)
         with self.lock:
             session = self.session
@@ -253,7 +321,7 @@ class Editor:
             name = self.session.objects[index].class_name
             self.session.delete(index)
             self.selected = None
-            return f"Deleted #{index} {name}. Undo brings it back."
+            return self._saved(f"Deleted #{index} {name}. Undo brings it back.")
 
     def relabel(self, class_name: str | None) -> str:
         with self.lock:
@@ -261,25 +329,25 @@ class Editor:
             old = self.session.objects[index].class_name
             self.session.relabel(index, self._new_class(class_name))
             new = self.session.objects[index].class_name
-            return f"#{index} is now {new} (was {old})." if new != old else f"#{index} is already {new}."
+            return self._saved(f"#{index} is now {new} (was {old})." if new != old else f"#{index} is already {new}.")
 
     def undo(self) -> str:
         with self.lock:
             done = self.session.undo()
             self._after_history()
-            return "Undone." if done else "Nothing to undo."
+            return self._saved("Undone." if done else "Nothing to undo.")
 
     def redo(self) -> str:
         with self.lock:
             done = self.session.redo()
             self._after_history()
-            return "Redone." if done else "Nothing to redo."
+            return self._saved("Redone." if done else "Nothing to redo.")
 
     def reset(self) -> str:
         with self.lock:
             self.session.reset()
             self.selected, self.corner = None, None
-            return "Back to the automatic result (Undo returns to your edits)."
+            return self._saved("Back to the automatic result (Undo returns to your edits).")
 
     # ------------------------------------------------------------------ helpers
 

@@ -140,6 +140,44 @@ class LabelSession:
         self._undo: list[tuple[list[EditableObject], list[str]]] = []
         self._redo: list[tuple[list[EditableObject], list[str]]] = []
 
+    @classmethod
+    def from_objects(cls, refiner: ClickRefiner, image: np.ndarray, objects: Sequence[EditableObject],
+                     class_names: Sequence[str], *, initial: Sequence[EditableObject] | None = None,
+                     initial_classes: Sequence[str] | None = None) -> LabelSession:
+        """A session of objects saved before (:mod:`grounded_sam.editing.store`); runs no model, history empty.
+
+        Args:
+            refiner: As for the constructor (used by later clicks only).
+            image: (H, W, 3) uint8 RGB.
+            objects: The objects now, in table order; masks (H, W) bool.
+            class_names: Every class now, in class-id order.
+            initial: What Reset returns to (the automatic result); ``objects`` when None.
+            initial_classes: The classes of ``initial``; ``class_names`` when None.
+
+        Raises:
+            EditError: A mask is not the image's size, or an object's class is not in its class list.
+        """
+        height, width = image.shape[:2]
+        initial = list(objects if initial is None else initial)
+        initial_classes = list(class_names if initial_classes is None else initial_classes)
+        for group, names in ((objects, class_names), (initial, initial_classes)):
+            for obj in group:
+                if obj.mask.shape != (height, width):
+                    raise EditError(f"A saved mask is {obj.mask.shape[1]}x{obj.mask.shape[0]}, but the image is "
+                                    f"{width}x{height}: run the image again.")
+                if obj.class_name not in names:
+                    raise EditError(f"A saved object's class {obj.class_name!r} is not among {list(names)}: "
+                                    "run the image again.")
+        session = cls(refiner, image, empty_detections((width, height)), class_names)
+        session.objects = list(objects)
+        session._initial, session._initial_classes = initial, initial_classes
+        return session
+
+    @property
+    def initial(self) -> tuple[list[EditableObject], list[str]]:
+        """The automatic result Reset returns to: its objects and classes."""
+        return list(self._initial), list(self._initial_classes)
+
     # ------------------------------------------------------------------ history
 
     def _checkpoint(self) -> None:
