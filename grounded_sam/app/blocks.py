@@ -67,6 +67,9 @@ def main() -> None:
         settings = load_settings()
     except GroundedSamError as exc:
         raise SystemExit(f"error: {exc}") from None
+    from grounded_sam.models.devices import set_torch_threads
+
+    logging.getLogger(__name__).info("Model calls use %d CPU threads", set_torch_threads(settings.torch_threads))
     build_demo(settings).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         # Explicit, so a busy port is an error rather than a silent move to the next free one.

@@ -23,6 +23,8 @@ variable, what it holds and what it should hold, rather than failing on the firs
                                    ``$XDG_DATA_HOME/grounded_sam`` (``~/.local/share/grounded_sam``)
 ``GROUNDED_SAM_EDIT_RETENTION_HOURS``  Hours saved edits are kept after their last change (default 168:
                                    7 days); 0 saves nothing
+``GROUNDED_SAM_TORCH_THREADS``     CPU threads of one model call (torch's intra-op threads); default 0:
+                                   torch's own choice, one per core (see the README's serving figures)
 =================================  ==========================================================
 
 Images and video frames over ``GROUNDED_SAM_MAX_PIXELS`` (read by the package at call time) are refused too.
@@ -69,6 +71,7 @@ class AppSettings:
         data_dir: Where edits are saved (:mod:`grounded_sam.editing.store`); None saves nothing (the default here:
             :func:`load_settings` fills in the default folder).
         edit_retention_hours: Hours saved edits are kept after their last change; 0 saves nothing.
+        torch_threads: torch's intra-op CPU threads; 0 leaves torch's default (one per core).
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -83,6 +86,7 @@ class AppSettings:
     ray_address: str = ""
     data_dir: Path | None = None
     edit_retention_hours: float = 168.0
+    torch_threads: int = 0
 
     @property
     def saves_edits(self) -> bool:
@@ -182,6 +186,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
         ray_address=env.get(f"{ENV_PREFIX}RAY_ADDRESS", "").strip(),
         data_dir=_data_dir(env),
         edit_retention_hours=_number(env, "EDIT_RETENTION_HOURS", defaults.edit_retention_hours, strict=False),
+        torch_threads=_int(env, "TORCH_THREADS", defaults.torch_threads, minimum=0),
     )
 
 
@@ -204,16 +209,16 @@ def _text(env: Mapping[str, str], name: str, default: str) -> str:
     return env.get(ENV_PREFIX + name, "").strip() or default
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(ENV_PREFIX + name, "").strip()
     if not raw:
         return default
     try:
         value = int(raw.replace("_", ""))
     except ValueError:
-        value = 0
-    if value < 1:
-        raise OptionError(f"{ENV_PREFIX}{name} must be a whole number >= 1, but got {raw!r}.")
+        value = minimum - 1
+    if value < minimum:
+        raise OptionError(f"{ENV_PREFIX}{name} must be a whole number >= {minimum}, but got {raw!r}.")
     return value
 
 

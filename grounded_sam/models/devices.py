@@ -95,3 +95,15 @@ def default_box_chunk_size(device: torch.device) -> int:
     if device.type == "mps":
         return 16
     return 4
+
+
+def set_torch_threads(threads: int) -> int:
+    """Sets torch's intra-op CPU threads for this process (0 leaves torch's default); returns the number in use.
+
+    Called once at start by a server (``GROUNDED_SAM_TORCH_THREADS``): changing it while models run is unsafe.
+    """
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -39,6 +39,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "GROUNDED_SAM_ZIP_MAX_MEMBERS": "10",
         "GROUNDED_SAM_ZIP_MAX_MB": "1",
         "GROUNDED_SAM_ZIP_MAX_RATIO": "50",
+        "GROUNDED_SAM_TORCH_THREADS": "3",
     }
     settings = load_settings(env)
     assert settings.detector == "/models/florence"
@@ -49,6 +50,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.queue_size == 4
     assert settings.max_batch_images == 1000
     assert settings.max_video_frames == 300
+    assert settings.torch_threads == 3
     assert settings.zip_limits == ZipLimits(max_members=10, max_total_bytes=1024 * 1024, max_ratio=50.0)
 
 
@@ -59,6 +61,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         ("QUEUE_SIZE", "ten", "GROUNDED_SAM_QUEUE_SIZE must be a whole number"),
         ("MAX_BATCH_IMAGES", "-3", "GROUNDED_SAM_MAX_BATCH_IMAGES must be a whole number"),
         ("MAX_VIDEO_FRAMES", "0", "GROUNDED_SAM_MAX_VIDEO_FRAMES must be a whole number >= 1, but got '0'"),
+        ("TORCH_THREADS", "-1", "GROUNDED_SAM_TORCH_THREADS must be a whole number >= 0, but got '-1'"),
         ("ZIP_MAX_MEMBERS", "1.5", "GROUNDED_SAM_ZIP_MAX_MEMBERS must be a whole number"),
         ("MAX_UPLOAD_MB", "0", "GROUNDED_SAM_MAX_UPLOAD_MB must be a number above 0"),
         ("MAX_UPLOAD_MB", "lots", "GROUNDED_SAM_MAX_UPLOAD_MB must be a number above 0"),
