@@ -159,3 +159,25 @@ def test_to_spec_round_trips(given, spec: str) -> None:
 def test_as_pairs_round_trips_separators_inside_names(given) -> None:
     parsed = parse_categories(given)
     assert parse_categories(parsed.as_pairs()) == parsed
+
+
+def test_huge_inputs_are_refused_at_once_with_a_short_message() -> None:
+    from grounded_sam.categories import MAX_PROMPT_CHARS, MAX_PROMPTS
+
+    with pytest.raises(CategoryError, match=f"at most {MAX_PROMPTS} categories, but got 10_000") as many:
+        parse_categories(", ".join(f"thing {i}" for i in range(10_000)))
+    with pytest.raises(CategoryError, match=f"at most {MAX_PROMPT_CHARS} characters, but one has 1_048_576") as long:
+        parse_categories("x" * 1_048_576)
+    with pytest.raises(CategoryError, match="at least one category") as empty:
+        parse_categories(" ,\n" * 300_000)
+    for error in (many, long, empty):
+        assert len(str(error.value)) < 400  # the message never repeats the input
+    assert len(parse_categories(", ".join(f"thing {i}" for i in range(MAX_PROMPTS))).prompts) == MAX_PROMPTS
+    # Repeats are merged before counting.
+    assert parse_categories(", ".join(["cat"] * 10_000)).class_names == ("cat",)
+
+
+def test_control_characters_are_dropped_and_other_scripts_kept() -> None:
+    parsed = parse_categories("per\x00son, \u05d0\u05d3\u05dd, \U0001f9d1\u200d\U0001f692, \u200fright-to-left\x1b[0m")
+    assert parsed.class_names == ("per son", "\u05d0\u05d3\u05dd", "\U0001f9d1\u200d\U0001f692",
+                                  "\u200fright-to-left [0m")
