@@ -12,7 +12,7 @@ import os
 import gradio as gr
 
 from grounded_sam.app.batch_tab import build_batch_tab
-from grounded_sam.app.edit_panel import release_on_unload
+from grounded_sam.app.edit_panel import release_on_unload, wire_resume
 from grounded_sam.app.image_tab import build_image_tab
 from grounded_sam.app.options_panel import build_options_panel
 from grounded_sam.app.settings import AppSettings, load_settings
@@ -33,12 +33,16 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
     """
     from grounded_sam.caching import DetectionCache
     from grounded_sam.editing.editor import EditorRegistry
+    from grounded_sam.editing.store import EditStore
 
     settings = settings or load_settings()
-    # Shared by every session: automatic results by (image, categories, models, options), and the
-    # live editors by browser session (each released when its session ends).
+    # Shared by every session: automatic results by (image, categories, models, options), the
+    # live editors by browser session (each released when its session ends), and the saved edits
+    # by browser (kept across reloads and restarts).
     detection_cache = DetectionCache()
     editors = EditorRegistry()
+    store = (EditStore(settings.data_dir, settings.edit_retention_hours * 3600)
+             if settings.saves_edits and settings.data_dir is not None else None)
 
     with gr.Blocks(title="Grounded SAM 2", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(
@@ -49,10 +53,11 @@ def build_demo(settings: AppSettings | None = None) -> gr.Blocks:
         with gr.Row(equal_height=False):
             options = build_options_panel(settings)
             with gr.Column(scale=3), gr.Tabs():
-                build_image_tab(settings, options, detection_cache, editors)
+                edits = build_image_tab(settings, options, detection_cache, editors, store)
                 build_batch_tab(settings, options)
                 build_video_tab(settings, options)
         demo.unload(release_on_unload(editors))
+        wire_resume(demo, edits)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=2)
     return demo

@@ -5,6 +5,12 @@ the result (see :mod:`grounded_sam.editing.editor`); every edit then answers wit
 :attr:`EditHandlers.outputs`, sending as ``gr.skip()`` (left out of the answer) what did not change
 since the last answer, so a click on one object sends its new overlay, its table row and the status
 line. The downloads follow every edit in a second, cheaper event.
+
+Where the server saves edits (:mod:`grounded_sam.editing.store`), each editor saves after every edit under
+the browser's *owner key*: a random key kept in the browser's localStorage (a ``gr.BrowserState``), not
+Gradio's session hash, which changes on every reload. On page load, :meth:`EditHandlers.offer_resume`
+lists that key's saved images, and :meth:`EditHandlers.resume` rebuilds an editor from one of them,
+after a reload or a server restart.
 """
 
 from __future__ import annotations
@@ -18,23 +24,35 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from gradio.components import Component
 
+from grounded_sam.app import gpu
 from grounded_sam.app.errors import EDIT_ERROR_S, user_errors
 from grounded_sam.app.image_result import image_details, open_editor
 from grounded_sam.app.markup import EDIT_IDLE, EDIT_READY, legend_markup, status_html
+from grounded_sam.app.options import ModelOptions
 from grounded_sam.app.options_panel import OptionsPanel
 from grounded_sam.app.queues import EDIT_GROUP, MODEL_GROUP
 from grounded_sam.app.settings import AppSettings
 
 if TYPE_CHECKING:
     from grounded_sam.editing.editor import Editor, EditorRegistry
+    from grounded_sam.editing.store import EditStore
 
-__all__ = ["EDITOR_TTL_S", "EditHandlers", "EditPanel", "ResultView", "build_edit_panel", "editor_state",
-           "release_on_unload", "wire_edit_panel"]
+__all__ = ["EDITOR_TTL_S", "OWNER_STORAGE_KEY", "EditHandlers", "EditPanel", "ResultView", "ResumeRow",
+           "build_edit_panel", "build_resume_row", "editor_state", "release_on_unload", "wire_edit_panel",
+           "wire_resume"]
 
 logger = logging.getLogger(__name__)
 
 #: An editor left untouched this long is released (closed tabs are released at once, on unload).
 EDITOR_TTL_S = 2 * 3600
+
+#: The localStorage entry that holds the browser's owner key: fixed, so a restarted server's page finds it.
+OWNER_STORAGE_KEY = "grounded-sam-owner"
+# BrowserState encrypts what it stores with a secret that Gradio sends to every page in its config, so
+# the secret hides nothing from the page's own user; what keeps an owner's edits private is the key itself
+# (random, and known only to that browser). It is fixed because a random one per start would leave a
+# restarted server unable to read the keys its pages stored.
+_OWNER_STORAGE_SECRET = "grounded-sam-2-saved-edits"
 
 Labels = tuple[list[Any], tuple[str, ...]]
 
@@ -64,6 +82,26 @@ class ResultView:
     table: gr.Dataframe
     downloads: gr.File
     state: gr.State
+
+
+@dataclass(frozen=True)
+class ResumeRow:
+    """The browser's owner key and the row that offers to resume its saved edits (hidden while it has none)."""
+
+    owner: gr.BrowserState
+    row: gr.Row
+    choice: gr.Dropdown
+    button: gr.Button
+
+
+def build_resume_row() -> ResumeRow:
+    """Creates the owner key's state and the resume row (where it is called)."""
+    owner = gr.BrowserState(None, storage_key=OWNER_STORAGE_KEY, secret=_OWNER_STORAGE_SECRET)
+    with gr.Row(visible=False, equal_height=True, elem_id="resume-row") as row:
+        choice = gr.Dropdown([], value=None, label="Your saved edits (kept by this browser)", scale=3,
+                             elem_id="resume-choice")
+        button = gr.Button("Resume editing", scale=1, elem_id="resume")
+    return ResumeRow(owner, row, choice, button)
 
 
 def build_edit_panel() -> EditPanel:
@@ -137,12 +175,14 @@ class EditHandlers:
     """
 
     def __init__(self, settings: AppSettings, editors: EditorRegistry, options: OptionsPanel, panel: EditPanel,
-                 view: ResultView) -> None:
+                 view: ResultView, store: EditStore | None = None, resume: ResumeRow | None = None) -> None:
         self.settings = settings
         self.editors = editors
         self.options = options
         self.panel = panel
         self.view = view
+        self.store = store
+        self.resume_row = resume if store is not None else None
 
     @property
     def outputs(self) -> list[Component]:
@@ -204,12 +244,93 @@ class EditHandlers:
                     view.downloads: files}
         if request.session_hash:
             self.editors.add(request.session_hash, editor)
+        status = EDIT_READY
+        if self.resume_row is not None:
+            warning = self._start_saving(editor, values.get(self.resume_row.owner), options.models)
+            status = EDIT_READY if warning is None else f"{EDIT_READY} {warning}"
+        return self._opened(editor, status, new_overlay=False)  # the run's overlay is shown
+
+    def _opened(self, editor: Editor, status: str, *, new_overlay: bool) -> dict[Component, Any]:
+        """The answer that shows a new editor: everything of :meth:`respond`, the class menu and the downloads."""
         with editor.lock:
             files = _write_downloads(editor)
-            response = self.respond(editor, EDIT_READY, new_overlay=False)  # the run's overlay is shown
+            response = self.respond(editor, status, new_overlay=new_overlay)
         classes = editor.view().class_names
-        return {**response, panel.class_name: gr.Dropdown(choices=classes, value=classes[0] if classes else None),
-                view.downloads: files}
+        return {**response, self.panel.class_name: gr.Dropdown(choices=classes, value=classes[0] if classes else None),
+                self.view.downloads: files}
+
+    def _start_saving(self, editor: Editor, owner: Any, models: ModelOptions) -> str | None:
+        """Attaches a saver to a fresh editor and saves the run's result; returns the warning when that failed."""
+        from grounded_sam.editing.store import EditSaver, valid_owner_key
+
+        if not valid_owner_key(owner):  # no page load gave this browser a key (an API client): nothing to save under
+            return None
+        source = editor.source_path
+        editor.saver = EditSaver(self.store, owner, editor.session.key, editor.file_name,
+                                 lambda: source.read_bytes() if source is not None else b"", settings=editor.settings,
+                                 models={"detector": models.detector, "segmenter": models.segmenter})
+        return editor.save()
+
+    def offer_resume(self, owner: Any) -> dict[Component, Any]:
+        """On page load: the browser's owner key (a new one the first time) and its saved images to resume."""
+        import sqlite3
+
+        from grounded_sam.editing.store import new_owner_key, valid_owner_key
+
+        row = self.resume_row
+        if not valid_owner_key(owner):
+            return {row.owner: new_owner_key(), row.row: gr.Row(visible=False)}
+        try:
+            saved = self.store.recent(owner)
+        except sqlite3.Error as exc:
+            logger.warning("Could not list saved edits: %s", exc)
+            saved = []
+        now = time.time()
+        choices = [(f"{s.file_name} · {_objects(s.object_count)} · saved {_ago(now - s.updated_at)}", s.image_key)
+                   for s in saved]
+        return {row.owner: owner, row.row: gr.Row(visible=bool(choices)),
+                row.choice: gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)}
+
+    @user_errors()
+    def resume(self, values: dict[Component, Any], request: gr.Request) -> dict[Component, Any]:
+        """Rebuilds the editor of saved edits the browser picked (its own only) and shows it."""
+        import sqlite3
+
+        from grounded_sam.app.jobs import new_job_dir
+        from grounded_sam.editing.editor import Editor
+        from grounded_sam.editing.store import EditSaver, valid_owner_key
+        from grounded_sam.errors import EditError, OptionError
+
+        row = self.resume_row
+        owner, image_key = values[row.owner], values[row.choice]
+        if not valid_owner_key(owner) or not image_key:
+            raise EditError("Pick saved edits to resume in the menu (reload the page if it is empty).")
+        try:
+            saved = self.store.load(owner, str(image_key))
+        except (sqlite3.Error, ValueError) as exc:
+            logger.warning("Could not read saved edits: %s", exc)
+            raise EditError("The saved edits could not be read: run the image again.") from exc
+        if saved is None:
+            hours = self.settings.edit_retention_hours
+            raise EditError(f"Those saved edits are gone (kept {hours:g} h after the last edit, and only the latest "
+                            "images of each browser): run the image again.")
+        try:
+            pipe = ModelOptions(**saved.models).pipeline(self.settings)
+        except (OptionError, TypeError):  # the server offers other models since: its defaults refine the clicks
+            logger.info("The saved models %s are not offered any more: clicks use the defaults", saved.models)
+            pipe = ModelOptions().pipeline(self.settings)
+        editor = Editor.from_saved(saved, gpu.GpuDecoder(pipe), new_job_dir(),
+                                   style=self.options.read(values).overlay.style())
+        source = editor.source_path
+        editor.saver = EditSaver(self.store, owner, saved.image_key, editor.file_name, source.read_bytes,
+                                 settings=saved.settings, models=saved.models)
+        editor.saver.mark_saved(saved.objects, saved.class_names)
+        if request.session_hash:
+            self.editors.add(request.session_hash, editor)
+        status = (f"Resumed {editor.file_name}: {_objects(len(saved.objects))} as saved "
+                  f"{_ago(time.time() - saved.updated_at)}. {EDIT_READY}")
+        return {**self._opened(editor, status, new_overlay=True), self.view.image: str(source),
+                self.view.record: None}
 
     @user_errors()
     def refresh_downloads(self, editor: Any) -> Any:
@@ -266,6 +387,33 @@ class EditHandlers:
             return self.edit(name, editor, request, action)
 
         return handler
+
+
+def _objects(count: int) -> str:
+    return f"{count} object{'' if count == 1 else 's'}"
+
+
+def _ago(seconds: float) -> str:
+    """"just now", "5 min ago", "3 h ago", "2 days ago"."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600:.0f} h ago"
+    return f"{seconds // 86400:.0f} days ago"
+
+
+def wire_resume(demo: gr.Blocks, edits: EditHandlers) -> None:
+    """Page load offers the browser's saved edits; Resume opens one (nothing to wire when edits are not saved)."""
+    row = edits.resume_row
+    if row is None:
+        return
+    quiet = {**EDIT_GROUP, "api_visibility": "private", "show_progress": "hidden"}
+    demo.load(edits.offer_resume, row.owner, [row.owner, row.row, row.choice], **quiet)
+    view = edits.view
+    row.button.click(edits.resume, {row.owner, row.choice, *edits.options.overlay},
+                     [*edits.outputs, view.downloads, view.image, view.record], **{**quiet, "show_progress": "minimal"})
 
 
 def wire_edit_panel(edits: EditHandlers, dataset_button: gr.Button) -> None:

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from gradio.components import Component
 
-from grounded_sam.app.edit_panel import EditHandlers, ResultView, build_edit_panel, editor_state, wire_edit_panel
+from grounded_sam.app.edit_panel import (
+    EditHandlers,
+    ResultView,
+    build_edit_panel,
+    build_resume_row,
+    editor_state,
+    wire_edit_panel,
+)
 from grounded_sam.app.errors import user_errors
 from grounded_sam.app.image_result import redraw_overlay, segment_image
 from grounded_sam.app.options import LabelOptions
@@ -24,6 +31,7 @@ from grounded_sam.app.settings import AppSettings
 if TYPE_CHECKING:
     from grounded_sam.caching import DetectionCache
     from grounded_sam.editing.editor import EditorRegistry
+    from grounded_sam.editing.store import EditStore
 
 __all__ = ["EXAMPLES", "TABLE_HEADERS", "ImageHandlers", "build_image_tab"]
 
@@ -70,9 +78,12 @@ class ImageHandlers:
 
 
 def build_image_tab(settings: AppSettings, options: OptionsPanel, cache: DetectionCache | None,
-                    editors: EditorRegistry) -> None:
-    """Creates the tab and wires Run, the overlay options and the edit panel."""
+                    editors: EditorRegistry, store: EditStore | None = None) -> EditHandlers:
+    """Creates the tab and wires Run, the overlay options and the edit panel; with ``store``, every edit is saved
+    and the tab offers to resume saved edits (wired on page load by :func:`~grounded_sam.app.edit_panel.wire_resume`).
+    """
     with gr.Tab("Image", id="image-tab"):
+        resume = build_resume_row() if store is not None else None
         with gr.Row():
             image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"],
                              height=480, scale=2, elem_id="input-image")
@@ -93,9 +104,10 @@ def build_image_tab(settings: AppSettings, options: OptionsPanel, cache: Detecti
         gr.Examples([[str(EXAMPLES_DIR / f), c] for f, c in EXAMPLES], [image, options.categories],
                     label="Examples (photos: facebookresearch/sam2, Apache-2.0)", cache_examples=False)
     view = ResultView(image, overlay, record, legend, table, downloads, state)
-    edits = EditHandlers(settings, editors, options, panel, view)
+    edits = EditHandlers(settings, editors, options, panel, view, store, resume)
     _wire_run(run, ImageHandlers(settings, options, view, cache), edits)
     wire_edit_panel(edits, dataset_button)
+    return edits
 
 
 def _wire_run(run: gr.Button, images: ImageHandlers, edits: EditHandlers) -> None:
@@ -108,7 +120,8 @@ def _wire_run(run: gr.Button, images: ImageHandlers, edits: EditHandlers) -> Non
         images.segment, [view.image, *options.components], [view.overlay, view.record], api_name="segment",
         **MODEL_EVENT,
     ).success(
-        edits.start_editing, {view.image, view.record, options.detector, options.segmenter, *options.overlay},
+        edits.start_editing, {view.image, view.record, options.detector, options.segmenter, *options.overlay,
+                              *([edits.resume_row.owner] if edits.resume_row else [])},  # the key edits are saved under
         [*edits.outputs, view.downloads], api_visibility="private", **EDIT_GROUP,
     )
     # Overlay options redraw the last result (with its edits) at once; only Run runs the models.

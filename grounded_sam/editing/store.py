@@ -545,6 +545,11 @@ class EditSaver:
         self.saves += 1
         return None
 
+    def mark_saved(self, objects: Sequence[EditableObject], class_names: Sequence[str]) -> None:
+        """Tells the saver these labels are in the store already (an editor rebuilt from it): the next save that
+        finds them unchanged writes nothing, and a changed one updates the row instead of putting it again."""
+        self._stored, self._last = True, (list(objects), list(class_names))
+
     def _json(self, objects: Sequence[EditableObject], keep: Sequence[EditableObject] = ()) -> list[str]:
         """Each object's JSON text, from the cache when the object was saved before; forgets the others."""
         texts = []

@@ -1,7 +1,8 @@
 """Runs ``python app.py`` on a free localhost port with the tiny test models, for the API and browser tests.
 
-The server gets its own temp folder (``TMPDIR``), an empty models folder and Hugging Face cache,
-and ``HF_HUB_OFFLINE=1``, so a test can look at every file it wrote and no weights are fetched.
+The server gets its own temp folder (``TMPDIR``), data folder (``GROUNDED_SAM_DATA_DIR``: saved edits), an empty
+models folder and Hugging Face cache, and ``HF_HUB_OFFLINE=1``, so a test can look at every file it wrote, no
+weights are fetched and nothing is saved outside the test's folder.
 """
 
 from __future__ import annotations
@@ -42,15 +43,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_app(models: dict[str, Path], workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[AppServer]:
+def run_app(models: dict[str, Path], workdir: Path, extra_env: dict[str, str] | None = None,
+            port: int | None = None) -> Iterator[AppServer]:
     """Starts the app, waits until it answers, yields it, and always stops it.
 
     Args:
         models: The ``tiny_models`` fixture; the scripted detector is used so masks are drawn.
         workdir: An empty folder for the server's temp files, caches and log.
         extra_env: More environment variables (e.g. ``GROUNDED_SAM_MAX_PIXELS``).
+        port: The port (a restarted server takes its predecessor's, so the browser's storage for it is kept);
+            a free one when None.
     """
-    port = free_port()
+    port = port or free_port()
     tmp = workdir / "tmp"
     for folder in (tmp, workdir / "hf-home", workdir / "models"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -67,6 +71,7 @@ def run_app(models: dict[str, Path], workdir: Path, extra_env: dict[str, str] | 
         "GRADIO_ANALYTICS_ENABLED": "False",
         "TMPDIR": str(tmp),
         "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "GROUNDED_SAM_DATA_DIR": str(workdir / "data"),
         **(extra_env or {}),
     }
     for name in ("GROUNDED_SAM_BATCH_ROOTS", "GROUNDED_SAM_MAX_PIXELS", "HF_HUB_CACHE"):

@@ -241,3 +241,106 @@ def test_print_the_server_time_of_a_click_against_the_first_run(app_env, setting
                   + ", ".join(f"{k} {1000 * statistics.median(v):.0f}" for k, v in parts.items()) + ")")
         ratios = [statistics.median(times) / first_run_s for first_run_s, _, times, _ in trials]
         print(f"  median over the trials: a click costs {100 * statistics.median(ratios):.1f}% of the first run")
+
+
+# ---------------------------------------------------------------------------------------------
+# Saved edits: a reload or a restart resumes them, for the browser that made them only
+
+
+def edit_handlers(settings: AppSettings) -> Any:
+    """The page's EditHandlers (what its events call), from a freshly built page."""
+    demo = build_demo(settings)
+    by_name = {fn.name: fn for fn in demo.fns.values()}
+    return by_name["start_editing"].fn.__self__
+
+
+def test_edits_are_saved_and_resumed_after_a_restart_by_their_browser_only(app_env, settings, site_run,
+                                                                          tmp_path) -> None:
+    import dataclasses
+    import json
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from grounded_sam.editing.store import valid_owner_key
+
+    upload, record = site_run
+    saving = dataclasses.replace(settings, data_dir=tmp_path / "data")
+    edits = edit_handlers(saving)
+    row, view, options = edits.resume_row, edits.view, edits.options
+    overlay = dict(zip(options.overlay, (True, True, True, 0.5)))
+
+    # A first visit: the browser gets a new key, and nothing is offered.
+    first = edits.offer_resume(None)
+    owner = first[row.owner]
+    assert valid_owner_key(owner) and first[row.row].visible is False
+
+    page = SimpleNamespace(session_hash="page-1")
+    answer = edits.start_editing({view.image: upload, view.record: record, options.detector: None,
+                                  options.segmenter: None, row.owner: owner, **overlay}, page)
+    editor = answer[view.state]
+    count = len(editor.session.objects)
+    editor.select(0)
+    editor.delete()
+    editor.select(0)
+    editor.relabel("excavator")
+    offered = edits.offer_resume(owner)
+    assert offered[row.row].visible is True
+    (label, key), = offered[row.choice].choices
+    assert label == f"site.png · {count - 1} objects · saved just now" and key == editor.session.key
+
+    # The server restarts: a new page, a new store on the same folder. The same browser resumes its edits.
+    restarted = edit_handlers(saving)
+    assert restarted.store is not edits.store
+    row, view = restarted.resume_row, restarted.view
+    overlay = dict(zip(restarted.options.overlay, (True, True, True, 0.5)))
+    offered = restarted.offer_resume(owner)
+    resumed = restarted.resume({row.owner: owner, row.choice: offered[row.choice].value, **overlay},
+                               SimpleNamespace(session_hash="page-2"))
+    again = resumed[view.state]
+    assert again is not editor and again.view().rows == editor.view().rows
+    np.testing.assert_array_equal(again.detections().mask, editor.detections().mask)
+    assert "Resumed site.png: " in resumed[restarted.panel.status] and Path(resumed[view.image]).exists()
+    coco = json.loads(Path(resumed[view.downloads][0]).read_text())
+    assert len(coco["annotations"]) == count - 1 and coco["categories"][-1]["name"] == "excavator"
+    assert Path(resumed[view.overlay]).exists() and "page-2" in restarted.editors
+
+    # An edit after the restart is saved too.
+    again.select(0)
+    again.delete()
+    assert restarted.store.recent(owner)[0].object_count == count - 2
+
+    # Another browser's key (or a made-up one) finds nothing and resumes nothing.
+    stranger = restarted.offer_resume(None)[row.owner]
+    assert stranger != owner and restarted.offer_resume(stranger)[row.row].visible is False
+    with pytest.raises(gr.Error, match="Those saved edits are gone"):
+        restarted.resume({row.owner: stranger, row.choice: key, **overlay}, SimpleNamespace(session_hash="x"))
+    with pytest.raises(gr.Error, match="Pick saved edits"):
+        restarted.resume({row.owner: "not-a-key", row.choice: key, **overlay}, SimpleNamespace(session_hash="x"))
+
+
+def test_without_a_data_folder_nothing_is_saved_or_offered(app_env, settings) -> None:
+    edits = edit_handlers(settings)  # a hand-made AppSettings has no data folder
+    assert edits.store is None and edits.resume_row is None
+
+
+def test_a_store_that_cannot_save_says_so_once_and_editing_goes_on(app_env, settings, site_run, tmp_path) -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    from grounded_sam.editing.store import NOT_SAVED, new_owner_key
+
+    upload, record = site_run
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    edits = edit_handlers(dataclasses.replace(settings, data_dir=blocker / "data"))
+    assert edits.store.problem is not None
+    view, options = edits.view, edits.options
+    answer = edits.start_editing({view.image: upload, view.record: record, options.detector: None,
+                                  options.segmenter: None, edits.resume_row.owner: new_owner_key()},
+                                 SimpleNamespace(session_hash="page"))
+    assert NOT_SAVED in answer[edits.panel.status]
+    editor = answer[view.state]
+    editor.select(0)
+    assert editor.delete() == "Deleted #0 truck. Undo brings it back."  # told once, not at every edit
+    assert len(editor.session.objects) == len(record["detections"]) - 1
