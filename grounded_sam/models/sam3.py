@@ -68,6 +68,8 @@ class Sam3Segmenter(NativeDetector):
         device: Where the model lives.
         score_threshold: Least SAM 3 score an instance keeps (``min_score`` raises it per call).
         mask_threshold: Probability above which a pixel is in the mask.
+        max_instances: Most instances a prompt keeps, its best-scoring ones (None: every one over the
+            threshold); the others' masks are never resized to the image.
     """
 
     model_class_name = "Sam3Model"
@@ -78,13 +80,17 @@ class Sam3Segmenter(NativeDetector):
     processor_class_name = "Sam3Processor"
 
     def __init__(self, model: Any, processor: Any, device: torch.device, *,
-                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, mask_threshold: float = 0.5) -> None:
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, mask_threshold: float = 0.5,
+                 max_instances: int | None = None) -> None:
         if not (0.0 <= score_threshold <= 1.0 and 0.0 < mask_threshold < 1.0):
             raise ValueError(f"score_threshold must be within [0, 1] and mask_threshold within (0, 1), but got "
                              f"{score_threshold}, {mask_threshold}")
+        if max_instances is not None and max_instances < 1:
+            raise ValueError(f"max_instances must be None or >= 1, but got {max_instances}")
         super().__init__(model, processor, device)
         self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
+        self.max_instances = max_instances
 
     def segment_text(self, image: np.ndarray, categories: Categories, *, min_score: float = 0.0) -> sv.Detections:
         """Masks of every instance of every prompt of ``categories`` in one image.
@@ -107,8 +113,9 @@ class Sam3Segmenter(NativeDetector):
                 text = self.processor.tokenizer(prompt.text, padding="max_length", truncation=True,
                                                 max_length=self.model.config.text_config.max_position_embeddings,
                                                 return_tensors="pt")
-                outputs = self.model(vision_embeds=vision, input_ids=text["input_ids"].to(self.device),
-                                     attention_mask=text["attention_mask"].to(self.device))
+                outputs = self._best_queries(self.model(
+                    vision_embeds=vision, input_ids=text["input_ids"].to(self.device),
+                    attention_mask=text["attention_mask"].to(self.device)))
                 [kept] = self.processor.post_process_instance_segmentation(
                     outputs, threshold=threshold, mask_threshold=self.mask_threshold, target_sizes=[(height, width)])
                 per_prompt.append((prompt.class_id, kept["scores"].float().cpu().numpy(),
@@ -116,3 +123,12 @@ class Sam3Segmenter(NativeDetector):
         detections = sam3_to_detections(per_prompt, categories.class_names, (width, height))
         logger.debug("SAM 3: %d prompts -> %d masks", len(categories.prompts), len(detections))
         return detections
+
+    def _best_queries(self, outputs: Any) -> Any:
+        """One prompt's outputs cut to its :attr:`max_instances` best queries (all of them when None)."""
+        if self.max_instances is None or outputs.pred_logits.shape[1] <= self.max_instances:
+            return outputs
+        # A query's score is sigmoid(its logit) x the prompt's presence score: the best logits are the best scores.
+        best = outputs.pred_logits[0].topk(self.max_instances).indices
+        return type(outputs)(pred_logits=outputs.pred_logits[:, best], pred_boxes=outputs.pred_boxes[:, best],
+                             pred_masks=outputs.pred_masks[:, best], presence_logits=outputs.presence_logits)

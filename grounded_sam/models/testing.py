@@ -4,8 +4,10 @@ No real weights can be downloaded in CI, so tests and smoke benchmarks build the
 through the real loaders (:mod:`grounded_sam.models.loading`). Presets:
 
 * ``tiny``: seconds to build and run on a CPU; for tests.
-* ``base`` / ``base-plus``: the Florence-2-base and SAM2.1 hiera-base-plus shapes, for timing
-  the real compute cost when real weights are absent.
+* real sizes, for timing the real compute cost when real weights are absent: Florence-2 ``base`` /
+  ``large``, SAM2.1 ``base-plus``, Grounding DINO ``swin-t`` / ``swin-b`` (``grounding-dino-tiny`` /
+  ``-base``), OWLv2 ``base`` (``owlv2-base-patch16-ensemble``) and SAM 3 ``base`` (``facebook/sam3``).
+  Their tokenizers are the tiny test ones: text costs as much as the prompts' token counts make it.
 
 Random weights give arbitrary boxes; tests that need known boxes constrain Florence-2's
 generation (``prefix_allowed_tokens_fn``), or build a *scripted* Florence-2 whose decoder emits a
@@ -24,8 +26,10 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-FlorencePreset = Literal["tiny", "base"]
+FlorencePreset = Literal["tiny", "base", "large"]
 Sam2Preset = Literal["tiny", "base-plus"]
+GroundingDinoPreset = Literal["tiny", "swin-t", "swin-b"]
+Owlv2Preset = Literal["tiny", "base"]
 
 #: Two boxes every prompt of the scripted test detector finds: (x1, y1, x2, y2) Florence-2 location bins.
 SCRIPTED_BINS: tuple[tuple[int, int, int, int], ...] = ((100, 150, 450, 700), (550, 300, 900, 850))
@@ -93,7 +97,7 @@ def build_random_florence2(
 
     Args:
         out_dir: Folder to write.
-        preset: ``tiny`` (tests) or ``base`` (Florence-2-base shapes).
+        preset: ``tiny`` (tests), ``base`` or ``large`` (Florence-2-base / -large shapes).
         seed: Seed of the random initialisation.
         scripted_output: If given, the decoder's weights are set so that it generates exactly this
             text (e.g. ``"object<loc_10><loc_20><loc_500><loc_600>"``) for every prompt and image,
@@ -123,8 +127,13 @@ def build_random_florence2(
         vision = dict(depths=[1, 1, 9, 1], embed_dim=[128, 256, 512, 1024], num_heads=[4, 8, 16, 32],
                       num_groups=[4, 8, 16, 32], window_size=12, projection_dim=d_model, drop_path_rate=0.0)
         vocab_size = max(51289, len(tokenizer))
+    elif preset == "large":
+        image_size, d_model, layers, heads, ffn = 768, 1024, 12, 16, 4096
+        vision = dict(depths=[1, 1, 9, 1], embed_dim=[256, 512, 1024, 2048], num_heads=[8, 16, 32, 64],
+                      num_groups=[8, 16, 32, 64], window_size=12, projection_dim=d_model, drop_path_rate=0.0)
+        vocab_size = max(51289, len(tokenizer))
     else:
-        raise ValueError(f"preset must be 'tiny' or 'base', but got {preset!r}")
+        raise ValueError(f"preset must be 'tiny', 'base' or 'large', but got {preset!r}")
     grid = image_size // 32
     text = BartConfig(
         vocab_size=vocab_size, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
@@ -216,11 +225,13 @@ def build_bert_tokenizer():
     return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
 
 
-def build_random_grounding_dino(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
-    """Writes a tiny random Grounding DINO (model + processor) with ``save_pretrained`` into ``out_dir``.
+def build_random_grounding_dino(out_dir: str | os.PathLike[str], seed: int = 0,
+                                preset: GroundingDinoPreset = "tiny") -> Path:
+    """Writes a random Grounding DINO (model + processor) with ``save_pretrained`` into ``out_dir``.
 
-    The real architecture (Swin backbone, BERT text encoder, deformable encoder and decoder) with tiny
-    widths and 10 queries, so it gives at most 10 boxes per text query.
+    The real architecture (Swin backbone, BERT text encoder, deformable encoder and decoder). ``tiny``:
+    tiny widths and 10 queries, so at most 10 boxes per text query. ``swin-t`` / ``swin-b``: the sizes of
+    ``grounding-dino-tiny`` / ``-base`` (900 queries, 800-pixel shortest edge).
 
     Returns:
         ``out_dir`` as a Path; load it with ``GroundingDinoDetector.from_pretrained`` or by path.
@@ -237,24 +248,34 @@ def build_random_grounding_dino(out_dir: str | os.PathLike[str], seed: int = 0) 
 
     out = Path(out_dir)
     tokenizer = build_bert_tokenizer()
-    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                          window_size=2, out_indices=[2, 3, 4])
-    text = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=1,
-                      intermediate_size=32, max_position_embeddings=300)
-    # Two decoder layers: transformers ties the box heads of layers 1.. to layer 0's, which needs a layer 1.
-    config = GroundingDinoConfig(
-        backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1, decoder_layers=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2, num_queries=10,
-        encoder_n_points=1, decoder_n_points=1,
-    )
+    if preset == "tiny":
+        backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                              window_size=2, out_indices=[2, 3, 4])
+        text = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=1,
+                          intermediate_size=32, max_position_embeddings=300)
+        # Two decoder layers: transformers ties the box heads of layers 1.. to layer 0's, which needs a layer 1.
+        config = GroundingDinoConfig(
+            backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1, decoder_layers=2,
+            encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
+            num_queries=10, encoder_n_points=1, decoder_n_points=1,
+        )
+        size = {"shortest_edge": 64, "longest_edge": 96}
+    elif preset in ("swin-t", "swin-b"):
+        swin = (dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, image_size=224)
+                if preset == "swin-t" else
+                dict(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12, image_size=384))
+        text = BertConfig(vocab_size=max(30522, len(tokenizer)))  # bert-base-uncased
+        config = GroundingDinoConfig(backbone_config=SwinConfig(out_indices=[2, 3, 4], **swin), text_config=text)
+        size = {"shortest_edge": 800, "longest_edge": 1333}
+    else:
+        raise ValueError(f"preset must be 'tiny', 'swin-t' or 'swin-b', but got {preset!r}")
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}), tokenizer=tokenizer)
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size=size), tokenizer=tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    logger.info("Wrote a random tiny Grounding DINO to %s", out)
+    logger.info("Wrote a random %s Grounding DINO to %s", preset, out)
     return out
 
 
@@ -280,10 +301,12 @@ def build_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=merges)
 
 
-def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_logit: float | None = None) -> Path:
-    """Writes a tiny random OWLv2 (model + processor) with ``save_pretrained`` into ``out_dir``.
+def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_logit: float | None = None,
+                       preset: Owlv2Preset = "tiny") -> Path:
+    """Writes a random OWLv2 (model + processor) with ``save_pretrained`` into ``out_dir``.
 
-    A 64-pixel image in 16-pixel patches: 16 patch boxes per image.
+    ``tiny``: a 64-pixel image in 16-pixel patches, 16 patch boxes per image. ``base``: the sizes of
+    ``owlv2-base-patch16-ensemble`` (a 960-pixel image in 16-pixel patches, 3600 boxes).
 
     Args:
         out_dir: Folder to write.
@@ -300,15 +323,22 @@ def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_
 
     out = Path(out_dir)
     tokenizer = build_clip_tokenizer()
-    config = Owlv2Config(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        projection_dim=32,
-    )
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    if preset == "tiny":
+        config = Owlv2Config(
+            text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=2, max_position_embeddings=16, **ids),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                               image_size=64, patch_size=16),
+            projection_dim=32,
+        )
+    elif preset == "base":  # transformers' defaults are the base sizes, but a 768-pixel image
+        config = Owlv2Config(text_config=dict(vocab_size=max(49408, len(tokenizer)), **ids),
+                             vision_config=dict(image_size=960, patch_size=16))
+    else:
+        raise ValueError(f"preset must be 'tiny' or 'base', but got {preset!r}")
+    image_size = config.vision_config.image_size
     torch.manual_seed(seed)
     model = Owlv2ForObjectDetection(config).eval()
     if scripted_logit is not None:
@@ -318,12 +348,12 @@ def build_random_owlv2(out_dir: str | os.PathLike[str], seed: int = 0, scripted_
                 linear.weight.zero_()
                 linear.bias.zero_()
             head.logit_shift.bias.fill_(scripted_logit)  # logits = (0 + shift) * (elu(0) + 1) = shift
-    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}),
                                tokenizer=tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    logger.info("Wrote a random tiny OWLv2 to %s", out)
+    logger.info("Wrote a random %s OWLv2 to %s", preset, out)
     return out
 
 
@@ -338,14 +368,15 @@ def sam3_config(preset: Sam3Preset = "tiny", tokenizer=None):
             or ``base`` (transformers' defaults, which are ``facebook/sam3``'s sizes).
         tokenizer: The tokenizer the text config takes its special ids from (default :func:`build_clip_tokenizer`).
     """
-    from transformers import Sam3VideoConfig
+    from transformers import Sam3Config, Sam3VideoConfig
 
     tokenizer = tokenizer or build_clip_tokenizer()
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                pad_token_id=tokenizer.pad_token_id)
     if preset == "base":
-        detector = dict(text_config=dict(vocab_size=max(49408, len(tokenizer)), **ids))
-        config = Sam3VideoConfig(detector_config=detector)
+        # Sam3Config's own text defaults (a 24-layer encoder), not CLIPTextConfig's, with the tokenizer's ids.
+        text = {**Sam3Config().text_config.to_dict(), "vocab_size": max(49408, len(tokenizer)), **ids}
+        config = Sam3VideoConfig(detector_config=dict(text_config=text))
     elif preset == "tiny":
         vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                    num_attention_heads=2, image_size=56, patch_size=14, window_size=2, global_attn_indexes=[1],

@@ -95,3 +95,21 @@ def test_a_detector_only_sam3_folder_says_clicks_need_the_full_checkpoint(tiny_m
     Sam3Model.from_pretrained(tiny_models["sam3_scripted"]).save_pretrained(detector_only)
     with pytest.raises(ModelLoadError, match="no SAM 3 tracker.*facebook/sam3"):
         Sam3TrackerRefiner.from_pretrained(detector_only, torch.device("cpu"))
+
+
+def test_max_instances_keeps_each_prompts_best_instances(tmp_path) -> None:
+    from grounded_sam.models.testing import build_random_sam3
+
+    unscripted = build_random_sam3(tmp_path / "sam3", seed=3)  # random scores, all different
+    image = np.random.default_rng(2).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    categories = parse_categories("truck, tire")
+    every = Sam3Segmenter.from_pretrained(unscripted, torch.device("cpu"), score_threshold=0.0)
+    capped = Sam3Segmenter(every.model, every.processor, torch.device("cpu"), score_threshold=0.0, max_instances=3)
+    all_found, best = every.segment_text(image, categories), capped.segment_text(image, categories)
+    assert best.class_id.tolist() == [0, 0, 0, 1, 1, 1]
+    for class_id in (0, 1):
+        scores = np.sort(all_found.confidence[all_found.class_id == class_id])[::-1]
+        assert len(scores) == every.model.config.detr_decoder_config.num_queries and scores[2] > scores[3]
+        np.testing.assert_allclose(np.sort(best.confidence[best.class_id == class_id])[::-1], scores[:3], atol=1e-6)
+    with pytest.raises(ValueError, match="max_instances"):
+        Sam3Segmenter(every.model, every.processor, torch.device("cpu"), max_instances=0)
