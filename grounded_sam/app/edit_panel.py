@@ -329,8 +329,12 @@ class EditHandlers:
             self.editors.add(request.session_hash, editor)
         status = (f"Resumed {editor.file_name}: {_objects(len(saved.objects))} as saved "
                   f"{_ago(time.time() - saved.updated_at)}. {EDIT_READY}")
-        return {**self._opened(editor, status, new_overlay=True), self.view.image: str(source),
-                self.view.record: None}
+        response = {**self._opened(editor, status, new_overlay=True), self.view.image: str(source),
+                    self.view.record: None}
+        categories = saved.settings.get("categories")
+        if isinstance(categories, str) and categories:  # so that Run runs this image as it was run
+            response[self.options.categories] = categories
+        return response
 
     @user_errors()
     def refresh_downloads(self, editor: Any) -> Any:
@@ -413,7 +417,8 @@ def wire_resume(demo: gr.Blocks, edits: EditHandlers) -> None:
     demo.load(edits.offer_resume, row.owner, [row.owner, row.row, row.choice], **quiet)
     view = edits.view
     row.button.click(edits.resume, {row.owner, row.choice, *edits.options.overlay},
-                     [*edits.outputs, view.downloads, view.image, view.record], **{**quiet, "show_progress": "minimal"})
+                     [*edits.outputs, view.downloads, view.image, view.record, edits.options.categories],
+                     **{**quiet, "show_progress": "minimal"})
 
 
 def wire_edit_panel(edits: EditHandlers, dataset_button: gr.Button) -> None:

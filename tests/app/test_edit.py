@@ -301,6 +301,7 @@ def test_edits_are_saved_and_resumed_after_a_restart_by_their_browser_only(app_e
     assert again is not editor and again.view().rows == editor.view().rows
     np.testing.assert_array_equal(again.detections().mask, editor.detections().mask)
     assert "Resumed site.png: " in resumed[restarted.panel.status] and Path(resumed[view.image]).exists()
+    assert resumed[restarted.options.categories] == "truck, tire"  # Run would run it as it was run
     coco = json.loads(Path(resumed[view.downloads][0]).read_text())
     assert len(coco["annotations"]) == count - 1 and coco["categories"][-1]["name"] == "excavator"
     assert Path(resumed[view.overlay]).exists() and "page-2" in restarted.editors
