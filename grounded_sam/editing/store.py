@@ -227,7 +227,8 @@ class EditStore:
     # ------------------------------------------------------------------ opening
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only when created here: the file holds users' uploads.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:

@@ -325,6 +325,19 @@ def test_without_a_data_folder_nothing_is_saved_or_offered(app_env, settings) ->
     assert edits.store is None and edits.resume_row is None
 
 
+def test_a_saving_page_offers_resume_on_load_privately(app_env, settings, tmp_path) -> None:
+    import dataclasses
+    import typing
+
+    demo = build_demo(dataclasses.replace(settings, data_dir=tmp_path / "data"))
+    by_name = {fn.name: fn for fn in demo.fns.values()}
+    load, resume = by_name["offer_resume"], by_name["resume"]
+    assert load.api_visibility == resume.api_visibility == "private"
+    assert load.concurrency_id == resume.concurrency_id == EDIT_QUEUE  # never behind a model job
+    assert "request" in typing.get_type_hints(resume.fn)  # Gradio fills it (the page's editor registry)
+    assert (tmp_path / "data" / "edits.sqlite3").exists()
+
+
 def test_a_store_that_cannot_save_says_so_once_and_editing_goes_on(app_env, settings, site_run, tmp_path) -> None:
     import dataclasses
     from types import SimpleNamespace
