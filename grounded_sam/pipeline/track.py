@@ -15,6 +15,9 @@ The rule (documented in the README):
   object left, or SAM2 lost it, for a whole window. Ids are never reused.
 * A track's score is SAM2's predicted IoU at its latest detection; its class is that of the
   detection that started it.
+* Tracking may also start on a frame whose masks were fixed by hand (``detect_first=False``): those
+  masks are carried to the next key frame of the original schedule (``origin``), and from there on
+  the rule above applies unchanged.
 
 Each frame comes out as ``sv.Detections`` with ``tracker_id`` (supervision's field), boxes that are
 the masks' tight boxes, and ``metadata`` holding ``frame_index`` and ``class_names``. Objects whose
@@ -172,6 +175,8 @@ def track_frames(
     state: TrackerState | None = None,
     *,
     on_key_frame: Callable[[int, TrackerState], None] | None = None,
+    detect_first: bool = True,
+    origin: int | None = None,
 ) -> Iterator[TrackedFrame]:
     """Tracks objects through ``frames`` (see the module docstring for the rule).
 
@@ -185,6 +190,13 @@ def track_frames(
             ``frames`` then starts at the key frame it was saved for.
         on_key_frame: Called with ``(key frame index, state)`` once every frame before that key frame
             has been yielded and ``state`` holds the tracks carried to it (for a resumable run to save).
+        detect_first: Run the detector on the first frame. False when ``state`` already holds every
+            object's final mask on it (a frame fixed by hand, see :mod:`grounded_sam.runs.retrack`):
+            those masks are the first window's prompts as they are, and the first frame need not be a
+            key frame.
+        origin: Index of the clip's first key frame: key frames are ``origin + k * every``, so a
+            first frame between two key frames starts a short window that ends on the next one, and
+            the detector keeps the schedule of the run it continues. Default: the first frame's index.
 
     Yields:
         Every frame once, in order, as soon as its window is done.
@@ -194,13 +206,16 @@ def track_frames(
     first = next(stream, None)
     if first is None:
         return
-    window = [first, *itertools.islice(stream, options.every)]
+    origin = first[0] if origin is None else origin
+    window = [first, *itertools.islice(stream, options.every - (first[0] - origin) % options.every)]
+    detect_now = detect_first
     while True:
         upcoming = list(itertools.islice(stream, options.every))
         last_window = not upcoming
-        start_index, start_rgb = window[0]
+        start_rgb = window[0][1]
         height, width = start_rgb.shape[:2]
-        tracks = update_tracks(state, detect(start_rgb), options.match_iou)
+        tracks = update_tracks(state, detect(start_rgb), options.match_iou) if detect_now else state.tracks
+        detect_now = True
         prompts = {t.track_id: t.mask for t in tracks}
         for k, masks in enumerate(propagate([rgb for _, rgb in window], prompts)):
             index, rgb = window[k]

@@ -4,9 +4,13 @@ Every frame's files are written as soon as its window is tracked (atomically), w
 line per frame (``source`` is ``<clip>#frame=<index>``, ``stem`` is ``frame_<index>``). After each
 window, ``track_state.json`` records the tracks carried to the next key frame (ids, classes,
 scores, masks as RLE) and the next free id, so a run that is killed resumes at the last key frame
-it reached and ends with the same files as an uninterrupted run. Dataset-level files (COCO with
-``track_id``, ``video_id`` and ``frame_id``; ``mot.txt``; ``overlay.mp4``) are assembled at the end
-from the per-frame records, one frame at a time.
+it reached and ends with the same files as an uninterrupted run; at the end it records that the run
+is finished, so running it again rewrites the dataset files and tracks nothing. Dataset-level files
+(COCO with ``track_id``, ``video_id`` and ``frame_id``; ``mot.txt``; ``overlay.mp4``) are assembled
+at the end from the per-frame records, one frame at a time.
+
+:func:`track_on` is the frame loop; :func:`run_tracking` and an edit's re-tracking
+(:mod:`grounded_sam.runs.retrack`) both run it, on a :class:`TrackRun`.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from grounded_sam.annotate import OverlayAnnotator
-from grounded_sam.categories import CategoriesLike, parse_categories
+from grounded_sam.categories import Categories, CategoriesLike, parse_categories
 from grounded_sam.errors import OptionError
 from grounded_sam.export.base import ImageRecord, LabeledImage, OutputWriter
 from grounded_sam.export.files import atomic_write_text
@@ -45,6 +50,11 @@ def frame_stem(index: int) -> str:
     return f"frame_{index:06d}"
 
 
+def frame_source(clip: str, index: int) -> str:
+    """How the manifest names a frame of ``clip`` (a :func:`~grounded_sam.runs.batch.source_key`): ``<clip>#frame=<index>``."""
+    return f"{clip}#frame={index}"
+
+
 def parse_track_formats(formats: str | Iterable[str] | None) -> tuple[tuple[str, ...], bool]:
     """Splits ``"coco,mot"`` (or ``"all"``) into the image dataset formats and whether ``mot`` was asked.
 
@@ -62,21 +72,137 @@ def parse_track_formats(formats: str | Iterable[str] | None) -> tuple[tuple[str,
                           f"{', '.join(TRACK_FORMATS)} (or all).") from None
 
 
-def save_state(path: Path, key_frame: int, state: TrackerState) -> None:
-    """Writes the tracks carried to ``key_frame`` (their masks as RLE) and the next id, atomically."""
+@dataclass
+class RunState:
+    """What ``track_state.json`` holds: where a tracking run goes on from, and what it carries there.
+
+    Attributes:
+        key_frame: The frame a resumed run starts at: a key frame, or the frame an edit fixed.
+        tracker: The tracks carried to that frame (their masks on it) and the next free id.
+        detect: Whether the detector runs on ``key_frame`` when the run goes on (False on a frame an
+            edit fixed: its masks are final).
+        finished: Every frame of the range is written; running again only rewrites the dataset files.
+        edits: Every edit of the run in order, as :class:`~grounded_sam.runs.retrack.TrackEdit` records
+            them; while the run is not finished, the last one is still being re-tracked.
+    """
+
+    key_frame: int
+    tracker: TrackerState
+    detect: bool = True
+    finished: bool = False
+    edits: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_state(path: Path, state: RunState) -> None:
+    """Writes ``state`` (the carried masks as RLE), atomically."""
     tracks = [{"track_id": t.track_id, "class_id": t.class_id, "class_name": t.class_name, "score": t.score,
-               "mask": encode_mask(t.mask)} for t in state.tracks]
-    atomic_write_text(path, json.dumps({"key_frame": key_frame, "next_id": state.next_id, "tracks": tracks}))
+               "mask": encode_mask(t.mask)} for t in state.tracker.tracks]
+    atomic_write_text(path, json.dumps({"key_frame": state.key_frame, "next_id": state.tracker.next_id,
+                                        "tracks": tracks, "detect": state.detect, "finished": state.finished,
+                                        "edits": state.edits}))
 
 
-def load_state(path: Path) -> tuple[int, TrackerState] | None:
-    """The key frame and carried tracks :func:`save_state` wrote, or None when there is no state file."""
+def load_state(path: Path) -> RunState | None:
+    """The state :func:`save_state` wrote, or None when there is no state file.
+
+    Files written before edits existed (no ``detect``, ``finished`` or ``edits``) read as a run to
+    resume at a key frame, without edits.
+    """
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     tracks = [Track(t["track_id"], t["class_id"], t["class_name"], t["score"], decode_rle(t["mask"]))
               for t in data["tracks"]]
-    return int(data["key_frame"]), TrackerState(tracks, int(data["next_id"]))
+    return RunState(int(data["key_frame"]), TrackerState(tracks, int(data["next_id"])), bool(data.get("detect", True)),
+                    bool(data.get("finished", False)), list(data.get("edits", [])))
+
+
+@dataclass(frozen=True)
+class TrackRun:
+    """A tracking run's folder as its frame loop needs it: what :func:`run_tracking` was asked, or what an
+    edit reads back from the manifest (:func:`open_track_run`).
+
+    Attributes:
+        out: The output folder.
+        video: The clip file or frame folder its frames are read from.
+        source: How the manifest names the clip (its frames are ``<source>#frame=<index>``): the path it
+            was tracked from.
+        settings: The run's settings (the manifest's first line, and every label record's ``settings``).
+        categories: The parsed categories.
+        options: Key-frame spacing and the match threshold.
+        first: Index of the range's first frame: the first key frame.
+        expected: Frames in the range, None when the clip does not say.
+        writers: Per-frame writers, then MOT and the overlay video.
+    """
+
+    out: Path
+    video: Path
+    source: str
+    settings: dict[str, Any]
+    categories: Categories
+    options: TrackingOptions
+    first: int
+    expected: int | None
+    writers: list[OutputWriter]
+
+    @property
+    def span(self) -> dict[str, Any]:
+        """``start_s``, ``end_s`` and ``max_frames`` of the range (keyword arguments of ``iter_frames``)."""
+        return {key: self.settings[key] for key in ("start_s", "end_s", "max_frames")}
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / STATE_NAME
+
+
+def track_settings(pipe: Any, video: str | os.PathLike[str], categories: Categories, options: TrackingOptions, *,
+                   formats: str | Iterable[str] | None, plot: bool, overlap: str, coco_masks: str,
+                   start_s: float | None, end_s: float | None, max_frames: int | None,
+                   short_model_names: bool) -> dict[str, Any]:
+    """What a run records as its settings; a folder resumes only with the same ones.
+
+    Raises:
+        OptionError: An unknown format or overlap mode.
+        VideoLoadError: The clip is missing or not a video.
+    """
+    from grounded_sam.export.overlap import check_overlap_mode
+    from grounded_sam.inputs.video import probe_video
+
+    image_formats, mot = parse_track_formats(formats)
+    check_overlap_mode(overlap)
+    probe_video(video)  # a clip that is missing or not a video says so before it is hashed
+    return {
+        "video": Path(video).name, "video_sha256": None if Path(video).is_dir() else file_sha256(video),
+        "categories": categories.to_spec(), **pipe.settings().as_dict(short_model_names=short_model_names),
+        "every": options.every,
+        "match_iou": options.match_iou, "start_s": start_s, "end_s": end_s, "max_frames": max_frames,
+        "formats": [*image_formats, *(["mot"] if mot else [])], "plot": bool(plot), "overlap": overlap,
+        "coco_masks": coco_masks,
+    }
+
+
+def open_track_run(out_dir: str | os.PathLike[str], video: str | os.PathLike[str], settings: dict[str, Any], *,
+                   annotator: OverlayAnnotator | None = None, source: str | None = None) -> TrackRun:
+    """A run's folder from its settings (as :func:`track_settings` made them): the clip's range and the writers.
+
+    ``source`` is the clip's name in the manifest when it was tracked from another path (default:
+    :func:`~grounded_sam.runs.batch.source_key` of ``video``).
+
+    Raises:
+        VideoLoadError: The clip cannot be read, or has no frames in the range.
+        OptionError: Settings this version cannot write.
+    """
+    from grounded_sam.inputs.video import frames_to_track, probe_video
+
+    parsed = parse_categories(settings["categories"])
+    options = TrackingOptions(every=int(settings["every"]), match_iou=float(settings["match_iou"]))
+    image_formats, mot = parse_track_formats(settings["formats"])
+    info = probe_video(video)
+    first, _, expected = frames_to_track(info, settings["start_s"], settings["end_s"], settings["max_frames"])
+    out = Path(out_dir)
+    writers = _writers(out, parsed.class_names, image_formats, mot=mot, plot=settings["plot"],
+                       overlap=settings["overlap"], coco_masks=settings["coco_masks"], fps=info.fps, annotator=annotator)
+    return TrackRun(out, Path(video), source or source_key(video), settings, parsed, options, first, expected, writers)
 
 
 def run_tracking(
@@ -102,7 +228,9 @@ def run_tracking(
 
     Writes ``labels/frame_<i>.json`` for every frame (the labels JSON plus ``track_id`` per object
     and ``frame``), the asked image formats per frame, ``mot.txt`` with ``mot``, and with ``plot``
-    ``overlays/frame_<i>.png`` and ``overlay.mp4``. Running it again with the same settings resumes.
+    ``overlays/frame_<i>.png`` and ``overlay.mp4``. Running it again with the same settings resumes
+    (an interrupted run, or an edit's re-tracking, see :mod:`grounded_sam.runs.retrack`); on a
+    finished run it only rewrites the dataset files, so it never undoes an edit.
 
     Args:
         pipe: A :class:`~grounded_sam.pipeline.GroundedSAM2`.
@@ -127,55 +255,67 @@ def run_tracking(
     Raises:
         VideoLoadError, OptionError, OutputFolderError, and the model errors of the pipeline.
     """
-    from grounded_sam.export.overlap import check_overlap_mode
-    from grounded_sam.inputs.video import frames_to_track, iter_frames, probe_video
     from grounded_sam.runs.manifest import Manifest
 
     parsed = parse_categories(categories)
-    image_formats, mot = parse_track_formats(formats)
-    check_overlap_mode(overlap)
-    info = probe_video(video)
-    first, _, expected = frames_to_track(info, start_s, end_s, max_frames)
-    out = Path(out_dir)
-    settings: dict[str, Any] = {
-        "video": Path(video).name, "video_sha256": None if Path(video).is_dir() else file_sha256(video),
-        "categories": parsed.to_spec(), **pipe.settings().as_dict(short_model_names=short_model_names),
-        "every": options.every,
-        "match_iou": options.match_iou, "start_s": start_s, "end_s": end_s, "max_frames": max_frames,
-        "formats": [*image_formats, *(["mot"] if mot else [])], "plot": bool(plot), "overlap": overlap,
-        "coco_masks": coco_masks,
-    }
-    writers = _writers(out, parsed.class_names, image_formats, mot=mot, plot=plot, overlap=overlap,
-                       coco_masks=coco_masks, fps=info.fps, annotator=annotator)
-    summary = BatchSummary(total=expected, out_dir=out)
-    clip = source_key(video)
-    with Manifest.open(out, settings, force=force) as manifest:
+    settings = track_settings(pipe, video, parsed, options, formats=formats, plot=plot, overlap=overlap,
+                              coco_masks=coco_masks, start_s=start_s, end_s=end_s, max_frames=max_frames,
+                              short_model_names=short_model_names)
+    run = open_track_run(out_dir, video, settings, annotator=annotator)
+    summary = BatchSummary(total=run.expected, out_dir=run.out)
+    with Manifest.open(run.out, settings, force=force) as manifest:
         pipe.detector, pipe.segmenter, pipe.video_propagator  # noqa: B018 - missing weights stop the run once
-        resumed = load_state(out / STATE_NAME)
-        state, start_index = (resumed[1], resumed[0]) if resumed else (TrackerState(), first)
-        if resumed:
-            logger.info("Resuming %s at key frame %d with %d tracks", out, start_index, len(state.tracks))
-            summary.outcomes.extend(ImageOutcome(r.source, r.stem, True, skipped=True, num_detections=r.detections)
-                                    for r in manifest.dataset_records() if r.frame is not None and r.frame < start_index)
-        frames = iter_frames(video, start_s=start_s, end_s=end_s, max_frames=max_frames, first_index=start_index)
-
-        def on_key_frame(key_frame: int, carried: TrackerState) -> None:
-            save_state(out / STATE_NAME, key_frame, carried)
-
-        def detect(rgb: np.ndarray) -> Any:
-            return pipe(rgb, parsed)
-
-        try:
-            for tracked in track_frames(frames, parsed, detect, pipe.video_propagator.propagate, options, state,
-                                        on_key_frame=on_key_frame):
-                outcome = _write_frame(tracked, clip, writers, manifest, out, parsed.class_names, settings)
-                summary.outcomes.append(outcome)
-                if on_progress is not None:
-                    on_progress(len(summary.outcomes), expected, outcome)
-        except KeyboardInterrupt:
-            summary.interrupted = True  # the frame in progress has no manifest line: done again on resume
-        finish_run(writers, manifest, summary, "frames")
+        track_on(pipe, run, manifest, load_state(run.state_path), summary, on_progress)
+        finish_run(run.writers, manifest, summary, "frames")
     return summary
+
+
+def track_on(pipe: Any, run: TrackRun, manifest: Any, resumed: RunState | None, summary: BatchSummary,
+             on_progress: TrackProgress | None = None) -> None:
+    """The frame loop of a run and of an edit: tracks from ``resumed`` (else the range's first frame) to the
+    end of the range, writes each frame as it is done, saves the state at every key frame, and at the end
+    marks the run finished.
+
+    Frames before the start count in ``summary`` as skipped; a Ctrl-C sets ``summary.interrupted``
+    (the state then says where to go on). The caller writes the dataset files (:func:`finish_run`).
+    """
+    from grounded_sam.inputs.video import iter_frames
+
+    state = resumed or RunState(run.first, TrackerState())
+    done_before = state.key_frame if not state.finished else None
+    summary.outcomes.extend(ImageOutcome(r.source, r.stem, True, skipped=True, num_detections=r.detections)
+                            for r in manifest.dataset_records()
+                            if r.frame is not None and (done_before is None or r.frame < done_before))
+    if state.finished:
+        logger.info("%s is tracked to the end already: rewriting its dataset files only", run.out)
+        return
+    if resumed:
+        logger.info("Tracking %s on from frame %d with %d tracks", run.out, state.key_frame, len(state.tracker.tracks))
+    frames = iter_frames(run.video, **run.span, first_index=state.key_frame)
+    last_key = state.key_frame
+
+    def on_key_frame(key_frame: int, carried: TrackerState) -> None:
+        nonlocal last_key
+        last_key = key_frame
+        save_state(run.state_path, RunState(key_frame, carried, edits=state.edits))
+
+    def detect(rgb: np.ndarray) -> Any:
+        return pipe(rgb, run.categories)
+
+    try:
+        for tracked in track_frames(frames, run.categories, detect, pipe.video_propagator.propagate, run.options,
+                                    state.tracker, on_key_frame=on_key_frame, detect_first=state.detect,
+                                    origin=run.first):
+            outcome = _write_frame(tracked, run, manifest)
+            summary.outcomes.append(outcome)
+            if on_progress is not None:
+                on_progress(len(summary.outcomes), run.expected, outcome)
+    except KeyboardInterrupt:
+        summary.interrupted = True  # the frame in progress has no manifest line: done again on resume
+        return
+    # The tracks themselves are of no more use: a finished run is never resumed, only edited.
+    save_state(run.state_path, RunState(last_key, TrackerState([], state.tracker.next_id), finished=True,
+                                        edits=state.edits))
 
 
 def _writers(out: Path, class_names: tuple[str, ...], image_formats: tuple[str, ...], *, mot: bool, plot: bool,
@@ -193,18 +333,27 @@ def _writers(out: Path, class_names: tuple[str, ...], image_formats: tuple[str, 
     return writers
 
 
-def _write_frame(tracked: TrackedFrame, clip: str, writers: list[OutputWriter], manifest: Any, out: Path,
-                 class_names: tuple[str, ...], settings: dict[str, Any]) -> ImageOutcome:
-    """Writes one frame's files, then its manifest line (last: it promises the files are complete)."""
+def _write_frame(tracked: TrackedFrame, run: TrackRun, manifest: Any) -> ImageOutcome:
+    """Writes one frame's files, then its manifest line (last: it promises the files are complete).
+
+    A frame the manifest lists as done already (a resumed window, or a frame an edit re-tracks) is first
+    listed as being rewritten, so a kill among its files never leaves the manifest promising a mix of
+    old and new ones: the resumed run writes it again.
+    """
     started = time.perf_counter()
     stem = frame_stem(tracked.index)
-    source = f"{clip}#frame={tracked.index}"
-    item = LabeledImage(f"{Path(clip).name}#frame={tracked.index}", stem, tracked.image, tracked.detections,
-                        class_names, settings)
+    source = frame_source(run.source, tracked.index)
+    previous = manifest.previous(source)
+    if previous is not None and previous.ok:
+        manifest.record(ImageRecord(source=source, stem=stem, status="failed", frame=tracked.index,
+                                    error="being rewritten: run again to finish the re-tracking"))
+    class_names = run.categories.class_names
+    item = LabeledImage(f"{Path(run.source).name}#frame={tracked.index}", stem, tracked.image, tracked.detections,
+                        class_names, run.settings)
     written: list[Path] = []
-    for writer in writers:
+    for writer in run.writers:
         written.extend(writer.write(item))
-    relative = tuple(Path(p).relative_to(out).as_posix() for p in written)
+    relative = tuple(Path(p).relative_to(run.out).as_posix() for p in written)
     height, width = tracked.image.shape[:2]
     seconds = time.perf_counter() - started
     manifest.record(ImageRecord(

@@ -106,3 +106,30 @@ def test_sam2_video_predictor_carries_prompts_through_a_window(tiny_models) -> N
     assert all(m.shape == (64, 96) and m.dtype == bool for masks in out for m in masks.values())
     # The prompt frame gives back the prompts (random weights decide the rest).
     assert np.mean(out[0][7] == prompts[7]) > 0.95
+
+
+def test_tracking_from_a_frame_fixed_by_hand_keeps_the_key_frame_schedule() -> None:
+    """What an edit re-tracks: from frame 10 (between the key frames 8 and 16), square 1 fixed to follow the bar."""
+    scene = MovingSquares(frames=40, enter_at=20, leave_at=30)
+    detected: list[int] = []
+    keys: list[int] = []
+
+    def detect(rgb: np.ndarray) -> Any:
+        detected.append(int(rgb[0, 0, 0]))
+        return scene.detect(rgb)
+
+    bar = scene.masks(10)[1]
+    state = TrackerState([Track(1, 0, "square", 0.9, bar), Track(2, 1, "bar", 0.9, scene.masks(10)[1])], next_id=3)
+    frames = [(i, scene.frame(i)) for i in range(10, scene.frames)]
+    tracked = list(track_frames(frames, CATEGORIES, detect, scene.propagate, TrackingOptions(every=8), state,
+                                on_key_frame=lambda index, carried: keys.append(index), detect_first=False, origin=0))
+
+    assert [f.index for f in tracked] == list(range(10, 40))
+    # No detection on the fixed frame; the run's own key frames after it, as before the fix.
+    assert detected == [16, 24, 32] and keys == [16, 24, 32]
+    # Until the next key frame the fixed track follows what the fix said: the bar.
+    for frame in tracked[:6]:
+        square = list(frame.detections.tracker_id).index(1)
+        assert np.array_equal(frame.detections.mask[square], scene.masks(frame.index)[1])
+    # From there on the rule applies: the square, whose track now follows the bar, starts a new track.
+    assert tracked[6].detections.tracker_id.tolist() == [1, 2, 3]

@@ -62,16 +62,20 @@ class Sam2Refiner:
     Args:
         segmenter: A loaded :class:`~grounded_sam.models.sam2.segmenter.Sam2Segmenter` (shared; its lock is used).
         cache: Embedding cache; by default the segmenter's, or a new one attached to it.
+        attach: Make ``cache`` the segmenter's, so that every image it encodes from now on is remembered
+            (what an editing session wants). False leaves the segmenter as it is: for a few clicks on one
+            image, after which the segmenter should not keep filling a cache.
     """
 
-    def __init__(self, segmenter: Any, cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, segmenter: Any, cache: EmbeddingCache | None = None, *, attach: bool = True) -> None:
         self.segmenter = segmenter
         if cache is None:
             # `is None`, not truthiness: an attached cache that is still empty has len() == 0.
             cache = segmenter.embedding_cache if segmenter.embedding_cache is not None else EmbeddingCache()
         self.cache = cache
-        # The automatic run's encoding lands in the same cache, so the first click is decoder-only too.
-        segmenter.embedding_cache = cache
+        if attach:
+            # The automatic run's encoding lands in the same cache, so the first click is decoder-only too.
+            segmenter.embedding_cache = cache
 
     def _use_image(self, image: np.ndarray, key: str) -> None:
         """Puts the image's embedding into the predictor: from the cache, else by encoding it once."""
