@@ -80,4 +80,8 @@ def main() -> None:
         # Explicit, so a busy port is an error rather than a silent move to the next free one.
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=settings.max_upload_bytes,
+        # What Gradio itself refuses before a handler runs (a file path no user uploaded, a malformed value, a
+        # file over the size cap) reaches the client with Gradio's message instead of a bare "Error". Handlers
+        # never leak internals this way: user_errors turns every exception of theirs into a gr.Error first.
+        show_error=True,
     )
