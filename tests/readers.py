@@ -170,3 +170,26 @@ def _box_iou(boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = boxes[:, 2] * boxes[:, 3]
     return inter / (area[:, None] + area[None] - inter)
+
+
+def manifest_lines(out: Path) -> list[dict]:
+    """A run's ``manifest.jsonl`` lines, without their timings (``seconds``)."""
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "seconds"} for line in lines]
+
+
+def run_files(out: Path) -> dict[str, object]:
+    """Every file of a run by relative path, comparable across runs (and engines): the bytes, except the manifest
+    as its settings and each source's last record without timings (a resumed run retries its failures, adding
+    lines) and ``data.yaml`` without its absolute ``path:`` line."""
+    files: dict[str, object] = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        relative = path.relative_to(out).as_posix()
+        if path.name == "manifest.jsonl":
+            header, *records = manifest_lines(out)
+            files[relative] = (header, {record["source"]: record for record in records})
+        elif path.name == "data.yaml":
+            files[relative] = [line for line in path.read_text().splitlines() if not line.startswith("path:")]
+        else:
+            files[relative] = path.read_bytes()
+    return files

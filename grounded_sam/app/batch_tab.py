@@ -85,15 +85,27 @@ def run_batch(settings: AppSettings, files: Any, options: LabelOptions, server_f
                for w in (*build_writers(out, parsed.class_names, dataset_formats), overlay_writer)]
     total = len(inputs.images)
     report = progress or (lambda *args, **kwargs: None)
-    report((0, total), desc="Loading models", unit="images")
-    yield BatchUpdate(progress_bar_html(0, total, "loading models"), [], None, job_summary_text(None, inputs, 0))
-    load_models(pipe)
-    yield BatchUpdate(progress_bar_html(0, total, "labeling"), [], None, job_summary_text(None, inputs, 0))
     run_info = run_settings(pipe, parsed)
+    if settings.ray_address:
+        # The operator's Ray cluster labels the job (its workers load the models); this process writes the files.
+        from grounded_sam.app.jobs import stream_label_images
+        from grounded_sam.runs.ray_engine import RayEngine
+
+        engine = RayEngine(settings.ray_address)
+        report((0, total), desc="Starting the Ray workers", unit="images")
+        yield BatchUpdate(progress_bar_html(0, total, "starting the Ray workers"), [], None,
+                          job_summary_text(None, inputs, 0))
+        events = stream_label_images(pipe, inputs.images, parsed, writers, settings=run_info, engine=engine)
+    else:
+        report((0, total), desc="Loading models", unit="images")
+        yield BatchUpdate(progress_bar_html(0, total, "loading models"), [], None, job_summary_text(None, inputs, 0))
+        load_models(pipe)
+        yield BatchUpdate(progress_bar_html(0, total, "labeling"), [], None, job_summary_text(None, inputs, 0))
+        events = gpu.label_on_gpu(pipe, inputs.images, parsed, writers, run_info)
     gallery: list[tuple[str, str]] = []
     started = time.perf_counter()
     summary = None
-    for event in gpu.label_on_gpu(pipe, inputs.images, parsed, writers, run_info):
+    for event in events:
         if isinstance(event, BatchSummary):
             summary = event
             break  # ends the GPU call before the zip is written

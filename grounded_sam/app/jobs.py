@@ -228,15 +228,20 @@ def stream_label_images(
     writers: Sequence[OutputWriter],
     *,
     settings: dict[str, Any] | None = None,
+    engine: Any = None,
 ) -> Iterator[ProgressEvent | BatchSummary]:
     """:func:`grounded_sam.runs.batch.label_images` as a generator (:func:`stream_job`): a :class:`ProgressEvent`
     per image, then the summary. Stopping stops the run after the image it is on.
+
+    Args:
+        engine: Where the models run (None: this process; a :class:`~grounded_sam.runs.ray_engine.RayEngine`).
 
     Raises:
         Whatever :func:`label_images` raises outside its per-image handling.
     """
     return stream_job(lambda on_progress: label_images(pipe, images, categories, writers, settings=settings,
-                                                       on_progress=on_progress), name="grounded-sam-batch")
+                                                       on_progress=on_progress, engine=engine),
+                      name="grounded-sam-batch")
 
 
 def seconds_left(done: int, total: int, elapsed_s: float) -> float | None:

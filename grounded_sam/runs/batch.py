@@ -306,7 +306,7 @@ def label_one(pipe: Any, path: Path, categories: Categories, *, keep_image: bool
         labeled.detections = pipe(rgb, categories)
         if keep_image:
             labeled.rgb = rgb
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one image's failure, whatever it is, is recorded for it
         # A model or I/O failure on one image (out of memory on a huge one, a corrupt file) is
         # recorded for that image and the run goes on: one image must never cost the other ten thousand.
         labeled.detections = None
@@ -317,8 +317,9 @@ def label_one(pipe: Any, path: Path, categories: Categories, *, keep_image: bool
 
 def load_pipeline_models(pipe: Any) -> None:
     """Loads a pipeline's models now (a no-op for test doubles), so missing weights stop a run once, clearly."""
-    for attribute in ("detector", "segmenter"):
-        getattr(pipe, attribute, None)
+    detector = getattr(pipe, "detector", None)
+    if getattr(detector, "family", None) != "sam3":  # a one-model pipeline never uses its segmenter
+        getattr(pipe, "segmenter", None)
 
 
 class Engine(Protocol):
@@ -452,7 +453,7 @@ class _Loop:
                 for writer in self.writers:
                     written.extend(writer.write(item))
                 outcome.ok, outcome.num_detections = True, len(labeled.detections)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - as in label_one: this image only
                 # A writer's failure (a full disk for one file, a bug on an odd mask) costs this image only.
                 error, trace = describe_failure(exc)
         if not outcome.ok:

@@ -41,7 +41,7 @@ import supervision as sv
 from grounded_sam.categories import Categories
 from grounded_sam.errors import EngineError, GroundedSamError, OptionError
 from grounded_sam.export.rle import decode_rle, encode_mask
-from grounded_sam.runs.batch import LabelJob, Labeled, describe_failure, label_one, load_pipeline_models
+from grounded_sam.runs.batch import Labeled, LabelJob, describe_failure, label_one, load_pipeline_models
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ CPU_CORES_PER_WORKER = 2
 #: Test hook: ``N:MARKER`` makes the worker that reaches its N-th image exit at once, once per run
 #: (the marker file, created by the dying worker, stops the others and its restart from doing it again).
 KILL_ENV = "GROUNDED_SAM_RAY_KILL_WORKER"
+CONNECT_HINT = ("On the head node run `ray start --head`; then pass --ray-address auto on a node of the cluster, "
+                "HEAD:6379, or ray://HEAD:10001 from elsewhere (the same Ray and Python versions everywhere), or "
+                "leave --ray-address and RAY_ADDRESS unset to start a local Ray.")
+#: Seconds to wait for a cluster's port to answer before giving up (ray.init itself waits minutes).
+CONNECT_TIMEOUT_S = 5.0
 #: Variables the workers get from the driver, so they load and refuse images as it would.
 FORWARDED_ENV_PREFIXES = ("GROUNDED_SAM_", "HF_HUB_OFFLINE")
 
@@ -211,7 +216,7 @@ def pack_labeled(labeled: Labeled) -> bytes:
 
 def unpack_labeled(data: bytes) -> Labeled:
     """The inverse of :func:`pack_labeled` (bytes from our own workers only)."""
-    fields = pickle.loads(data)  # noqa: S301 - written by this module's workers in this run
+    fields = pickle.loads(data)
     packed = fields.pop("detections")
     return Labeled(detections=None if packed is None else unpack_detections(packed), **fields)
 
@@ -238,10 +243,20 @@ class LabelWorker:
         self.done = 0
         context = ray.get_runtime_context()
         self.name = f"{ray.util.get_node_ip_address()}/{(context.get_actor_id() or '')[:8]}"
-        # Load now: weights that are missing fail the actor at start, and Ray reports it once.
-        load_pipeline_models(pipe)
+        # Load once, now. Missing weights or a device this node lacks must stop the run once with the loader's
+        # own message, as the local engine does; an actor that raised here would reach the driver as Ray's
+        # text only, so the error is kept and handed back with the first batch instead.
+        self.startup_error: GroundedSamError | None = None
+        try:
+            load_pipeline_models(pipe)
+        except GroundedSamError as exc:
+            self.startup_error = exc
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.startup_error is not None:
+            fatal = pickle.dumps(self.startup_error)
+            return {"index": batch["index"], "result": np.array([b""] * len(batch["index"]), dtype=object),
+                    "fatal": np.array([fatal] * len(batch["index"]), dtype=object)}
         results = []
         for path in batch["path"]:
             self.done += 1
@@ -251,10 +266,11 @@ class LabelWorker:
             labeled.worker = self.name
             try:
                 results.append(pack_labeled(labeled))
-            except Exception as exc:  # an odd result must fail its image, not look like a dead worker
+            except Exception as exc:  # noqa: BLE001 - an odd result must fail its image, not look like a dead worker
                 error, trace = describe_failure(exc)
                 results.append(pack_labeled(Labeled(size=labeled.size, error=error, trace=trace, worker=self.name)))
-        return {"index": batch["index"], "result": np.array(results, dtype=object)}
+        return {"index": batch["index"], "result": np.array(results, dtype=object),
+                "fatal": np.array([b""] * len(results), dtype=object)}
 
 
 # ------------------------------------------------------------------------------------ the engine
@@ -263,7 +279,7 @@ class LabelWorker:
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401 - Ray Data's own dependencies (pyarrow) must be there too
+        import ray.data
     except ImportError as exc:
         raise EngineError(f"--engine ray needs Ray Data, which is not installed ({exc}). Install it with "
                           f"`{INSTALL_HINT}` (in every node's environment too).") from exc
@@ -345,15 +361,14 @@ class RayEngine:
         if address is None:
             kwargs["include_dashboard"] = False  # a local Ray for this run: nothing to watch, no port to open
         try:
+            if address is not None:
+                _check_reachable(address)
             with _quiet_ray_logs():
                 ray.init(address=address, **kwargs)
         except Exception as exc:  # ConnectionError, a timeout, a version mismatch: all mean "cannot use it"
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise EngineError(
-                f"Could not start or reach {where}: {type(exc).__name__}: {exc}. On the head node run "
-                "`ray start --head`, then pass --ray-address auto on a node of the cluster or ray://HEAD:10001 "
-                "from elsewhere (the same Ray and Python versions everywhere), or leave --ray-address and "
-                "RAY_ADDRESS unset to start a local Ray."
+                f"Could not start or reach {where} ({type(exc).__name__}: {str(exc).rstrip('.')}). {CONNECT_HINT}"
             ) from exc
         finally:
             if main and previous is not None:
@@ -398,7 +413,10 @@ class RayEngine:
                 # default retries a task for ever, which would loop on an image that kills every worker.
                 warnings.simplefilter("ignore")
                 dataset = dataset.map_batches(
-                    LabelWorker, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=plan.workers),
+                    LabelWorker, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(
+                        # One image in flight per actor: a worker's death then costs (and retries) that image
+                        # alone, never the innocent ones queued behind it.
+                        size=plan.workers, max_tasks_in_flight_per_actor=1),
                     fn_constructor_kwargs={"pipe": pipe, "categories": categories, "threads": plan.threads,
                                            "kill": self.kill},
                     num_cpus=plan.cpus, num_gpus=plan.gpus or None, runtime_env={"env_vars": _forwarded_env()},
@@ -407,6 +425,8 @@ class RayEngine:
             rows = iter(dataset.iter_rows())
             with _quiet_ray_logs(), contextlib.closing(rows) if hasattr(rows, "close") else contextlib.nullcontext():
                 for row in _unwrapping_worker_errors(rows):
+                    if row["fatal"]:
+                        raise pickle.loads(row["fatal"])
                     index = int(row["index"])
                     seen.add(index)
                     yield pending[index], unpack_labeled(row["result"])
@@ -421,6 +441,24 @@ class RayEngine:
                     f"The Ray worker labeling it died {tries} time{'s' if tries != 1 else ''} (killed, out of memory "
                     "or crashed), so it was given up; the workers' logs are in /tmp/ray/session_latest/logs on "
                     "their nodes."))
+
+
+def _check_reachable(address: str) -> None:
+    """Fails fast when a ``HOST:PORT`` (or ``ray://HOST:PORT``) address does not answer: ``ray.init`` would wait
+    minutes before saying so. ``auto`` and other forms are left to Ray.
+
+    Raises:
+        ConnectionError: Nothing listens there (or the host is unknown).
+    """
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -446,32 +484,10 @@ def _forwarded_env() -> dict[str, str]:
 
 
 def _unwrapping_worker_errors(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The rows; a failure to start the workers surfaces as its own error (missing weights say so)."""
+    """The rows; a Ray failure (a worker that could not start for a reason that is not ours) as EngineError."""
     try:
         yield from rows
     except GroundedSamError:
         raise
     except Exception as exc:
-        cause = _grounded_cause(exc)
-        if cause is not None:
-            raise cause from exc
         raise EngineError(f"The Ray workers failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _grounded_cause(exc: BaseException) -> GroundedSamError | None:
-    """The first :class:`GroundedSamError` in an exception's causes (Ray wraps a worker's error once or twice)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, GroundedSamError):
-            return current
-        todo.extend([current.__cause__, current.__context__, getattr(current, "cause", None)])
-        as_instance = getattr(current, "as_instanceof_cause", None)
-        if callable(as_instance):
-            with contextlib.suppress(Exception):
-                todo.append(as_instance())
-    return None

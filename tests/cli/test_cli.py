@@ -355,3 +355,51 @@ def test_track_killed_with_kill_9_resumes_to_the_same_files(tiny_models, squares
 def test_track_bad_video_exits_2_with_the_reason(tiny_models, tmp_path, make, message):
     result = run_cli(*track_args(tiny_models, make(tmp_path), tmp_path / "out"))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--workers", "2"], "--workers only apply with --engine ray"),
+        (["--ray-address", "auto", "--gpus-per-worker", "1"], "--ray-address, --gpus-per-worker only apply"),
+        (["--engine", "ray", "--workers", "0"], "--workers must be >= 1"),
+    ],
+)
+def test_ray_options_are_checked_before_anything_runs(argv, message):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -r requirements-ray.txt")
+    from grounded_sam.cli import build_parser
+    from grounded_sam.cli.label import engine_from_args
+    from grounded_sam.errors import OptionError
+
+    args = build_parser().parse_args(["label", "in", "-c", "truck", "-o", "out", *argv])
+    with pytest.raises(OptionError, match=message):
+        engine_from_args(args)
+
+
+def test_track_refuses_the_ray_engine(tmp_path):
+    result = run_cli("track", str(tmp_path / "clip.mp4"), "-c", "person", "-o", str(tmp_path / "out"), "--engine", "ray")
+    assert result.returncode == 2 and "track runs on the local engine only" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_label_engine_ray_writes_what_the_local_engine_writes(tiny_models, photos, tmp_path):
+    """The issue's acceptance command (on two images): a local Ray started and stopped by the CLI, two workers."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -r requirements-ray.txt")
+    from tests.fakes import write_image
+    from tests.readers import manifest_lines, run_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos / "groceries.jpg", folder / "groceries.jpg")
+    write_image(folder / "small.png", key=9, size=(160, 120))
+    common = ["label", str(folder), "--categories", "truck, tire", "--format", "all", "--detector-model",
+              str(tiny_models["florence_scripted"]), "--segmenter-model", str(tiny_models["sam2"]), "--device", "cpu"]
+    ray_run = run_cli(*common, "--out", str(tmp_path / "A"), "--engine", "ray", "--workers", "2",
+                      env={"RAY_USAGE_STATS_ENABLED": "0"})
+    assert ray_run.returncode == 0, ray_run.stderr
+    assert "Labeled 2 of 2 images" in ray_run.stderr and "Labeled per worker: " in ray_run.stderr
+    local_run = run_cli(*common, "--out", str(tmp_path / "B"), env={"OMP_NUM_THREADS": "1"})  # a worker's threads
+    assert local_run.returncode == 0, local_run.stderr
+    assert run_files(tmp_path / "A") == run_files(tmp_path / "B")
+    assert manifest_lines(tmp_path / "A") == manifest_lines(tmp_path / "B")
