@@ -43,7 +43,7 @@ SETTINGS_WITHOUT_WEIGHTS = {"detector": "/nowhere/florence", "segmenter": "/nowh
 
 def test_building_the_page_loads_no_model(app_env: None) -> None:
     from grounded_sam.app.blocks import build_demo
-    from grounded_sam.app.queues import MODEL_QUEUE
+    from grounded_sam.app.queues import JOB_QUEUE, MODEL_QUEUE
     from grounded_sam.app.settings import AppSettings
     from grounded_sam.models import loading as models
 
@@ -52,9 +52,10 @@ def test_building_the_page_loads_no_model(app_env: None) -> None:
 
     assert models._cache == {}
     by_name = {fn.api_name: fn for fn in demo.fns.values()}
-    for name in ("segment", "label_batch", "label_batch_stream", "track", "track_stream"):
-        assert by_name[name].concurrency_id == MODEL_QUEUE
-        assert by_name[name].concurrency_limit == 1
+    # Run starts beside a running batch or clip (the model gate orders their model calls); one job at a time.
+    for name, queue in (("segment", MODEL_QUEUE), ("label_batch", JOB_QUEUE), ("label_batch_stream", JOB_QUEUE),
+                        ("track", JOB_QUEUE), ("track_stream", JOB_QUEUE)):
+        assert (by_name[name].concurrency_id, by_name[name].concurrency_limit) == (queue, 1), name
     assert demo._queue.max_size == AppSettings().queue_size
 
 
@@ -135,9 +136,10 @@ def test_gpu_functions_are_wrapped_only_where_spaces_is_importable(
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     try:
         wrapped = importlib.reload(gpu_module)
-        # One lease per image of Run, per image of a batch, per clip, per click's decoder pass.
+        # One lease per image of Run, per image of a batch, per clip, per edit of a clip, per click's decoder pass.
         assert requested == [wrapped.segment_gpu_seconds, wrapped.batch_image_gpu_seconds, wrapped.track_gpu_seconds,
-                             wrapped.click_gpu_seconds]
+                             wrapped.retrack_gpu_seconds, wrapped.click_gpu_seconds]
+        assert wrapped._retrack_on_gpu.zerogpu_duration is wrapped.retrack_gpu_seconds
         assert wrapped._segment_on_gpu.zerogpu_duration is wrapped.segment_gpu_seconds
         assert wrapped._batch_image_on_gpu.zerogpu_duration is wrapped.batch_image_gpu_seconds
         assert wrapped._track_on_gpu.zerogpu_duration is wrapped.track_gpu_seconds
