@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ZEROGPU_MAX_S", "GpuDecoder", "attach_refiner", "batch_image_gpu_seconds", "click_gpu_seconds", "decode_on_gpu",
-    "detect_and_segment", "label_on_gpu", "on_gpu", "segment_gpu_seconds", "track_gpu_seconds", "track_on_gpu",
+    "detect_and_segment", "label_on_gpu", "on_gpu", "retrack_gpu_seconds", "retrack_on_gpu", "segment_gpu_seconds",
+    "track_gpu_seconds", "track_on_gpu",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ def track_gpu_seconds(pipe: Any, video: Any, categories: Categories, out_dir: An
                       run: dict[str, Any]) -> int:
     """ZeroGPU seconds for a clip: grows with the number of frames to track, up to :data:`ZEROGPU_MAX_S`."""
     return _capped(TRACK_GPU_S + TRACK_GPU_PER_FRAME_S * frames, f"A clip of {frames} frames")
+
+
+def retrack_gpu_seconds(pipe: Any, out_dir: Any, frames: int, edit: dict[str, Any], annotator: Any) -> int:
+    """ZeroGPU seconds for an edit of a clip: as for tracking the frames it re-tracks."""
+    return _capped(TRACK_GPU_S + TRACK_GPU_PER_FRAME_S * frames, f"An edit re-tracking {frames} frames")
 
 
 def click_gpu_seconds(pipe: Any, image: Any, key: str, prompts: dict[str, Any]) -> int:
@@ -157,6 +163,21 @@ def track_on_gpu(
     """
     with MODEL_GATE.background():
         yield from _track_on_gpu(pipe, video, categories, out_dir, frames, run)
+
+
+@on_gpu(retrack_gpu_seconds)
+def _retrack_on_gpu(pipe: Any, out_dir: Any, frames: int, edit: dict[str, Any], annotator: Any) -> Iterator[Any]:
+    from grounded_sam.app.video_job import stream_retrack
+
+    yield from stream_retrack(pipe, out_dir, edit, annotator)
+
+
+def retrack_on_gpu(pipe: Any, out_dir: Any, frames: int, edit: dict[str, Any], annotator: Any) -> Iterator[Any]:
+    """:func:`grounded_sam.app.video_job.stream_retrack` (a click that fixes a track on a frame, then the clip tracked
+    again from there) under one gate hold and one GPU lease, as a clip is; ``frames`` (those tracked again) only
+    sizes the lease."""
+    with MODEL_GATE.background():
+        yield from _retrack_on_gpu(pipe, out_dir, frames, edit, annotator)
 
 
 @on_gpu(click_gpu_seconds)

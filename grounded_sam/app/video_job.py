@@ -1,17 +1,17 @@
 """A video job of the web app, without Gradio: the clip checked against the server's caps, the tracking run
-streamed frame by frame, one frame's overlay and objects, the summary and the results zip.
+streamed frame by frame, one frame's overlay and objects, a click on a frame that fixes a track and
+re-tracks from there, the summary and the results zip.
 
-A video job folder holds ``results/`` (what :func:`~grounded_sam.runs.track.run_tracking` writes),
-``frames/`` (every frame's overlay PNG, for the frame viewer), ``run/`` (the run's manifest and
-tracker state) and the results zip: ``results/`` without the overlay PNGs (the overlay video shows
-them; a long clip's PNGs would dwarf the labels) and without the run's own bookkeeping (it names
-server paths). :mod:`grounded_sam.app.video_tab` turns these pieces into a page.
+A video job folder holds ``results/`` (the run's folder, as :func:`~grounded_sam.runs.track.run_tracking`
+writes it, so an edit (:func:`~grounded_sam.runs.retrack.retrack`) can go on from it) and the results
+zip: ``results/`` without the overlay PNGs (the overlay video shows them; a long clip's PNGs would
+dwarf the labels) and without the run's own bookkeeping (it names server paths).
+:mod:`grounded_sam.app.video_tab` turns these pieces into a page.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,24 +21,34 @@ from typing import TYPE_CHECKING, Any
 from grounded_sam.app.jobs import ProgressEvent, stream_job
 from grounded_sam.app.settings import AppSettings
 from grounded_sam.categories import CategoriesLike
-from grounded_sam.errors import InputError, OptionError, VideoLoadError
+from grounded_sam.editing.editor import GROW, SHRINK
+from grounded_sam.errors import EditError, InputError, OptionError, VideoLoadError
 from grounded_sam.pipeline.track import DEFAULT_EVERY, TrackingOptions
 from grounded_sam.runs.batch import BatchSummary
+from grounded_sam.runs.manifest import MANIFEST_NAME
 from grounded_sam.runs.track import STATE_NAME, frame_stem, parse_track_formats
 
 if TYPE_CHECKING:
+    from grounded_sam.annotate import OverlayAnnotator
+    from grounded_sam.app.options import LabelOptions
     from grounded_sam.inputs.video import VideoInfo
+    from grounded_sam.runs.retrack import RetrackResult
 
 __all__ = [
-    "DEFAULT_VIDEO_FORMATS", "ClipOptions", "ClipPlan", "FrameView", "finish_video_job", "frame_index", "frame_view",
-    "overlay_png", "plan_clip", "stream_tracking", "tracks_by_class", "video_summary_text",
+    "DEFAULT_VIDEO_FORMATS", "NEW_OBJECT", "POINT_MODES", "ClipOptions", "ClipPlan", "FrameView", "edit_request",
+    "edit_status_text", "finish_video_edit", "finish_video_job", "frame_index", "frame_view", "overlay_png",
+    "plan_clip", "stream_retrack", "stream_tracking", "track_choices", "tracks_by_class", "video_summary_text",
 ]
 
 #: Dataset formats a video job writes unless asked otherwise: COCO with track ids, and MOTChallenge.
 DEFAULT_VIDEO_FORMATS: tuple[str, ...] = ("coco", "mot")
-RESULTS, FRAMES, RUN = "results", "frames", "run"
-#: What the run writes for itself, set aside from the results zip.
-BOOKKEEPING = ("manifest.jsonl", STATE_NAME)
+RESULTS = "results"
+#: What the zip leaves out of the run's folder: the overlay PNGs and the run's own bookkeeping.
+NOT_ZIPPED = ("overlays", MANIFEST_NAME, STATE_NAME)
+#: The track selector's choice that adds an object instead of fixing a track.
+NEW_OBJECT = "new"
+#: What a click on a frame does: the image editor's + and − points.
+POINT_MODES: tuple[str, ...] = (GROW, SHRINK)
 
 
 def _number(name: str, value: Any, *, whole: bool) -> float | int | None:
@@ -165,17 +175,30 @@ def stream_tracking(pipe: Any, video: Path, categories: CategoriesLike, out_dir:
 
 @dataclass(frozen=True)
 class FrameView:
-    """A finished video job, for the frame viewer: its folder and the frame indices it tracked."""
+    """A finished video job, for the frame viewer and for edits: its folder, the frame indices it tracked, and
+    what it was tracked with (the options column's models and overlay options; None in views made without).
+    """
 
     job: Path
     first: int
     last: int
+    options: LabelOptions | None = None
+    plan: ClipPlan | None = None
+
+    @property
+    def results(self) -> Path:
+        """The run's folder."""
+        return self.job / RESULTS
 
     def overlay(self, index: int) -> Path:
-        return self.job / FRAMES / f"{frame_stem(index)}.png"
+        return self.results / "overlays" / f"{frame_stem(index)}.png"
 
     def labels(self, index: int) -> Path:
-        return self.job / RESULTS / "labels" / f"{frame_stem(index)}.json"
+        return self.results / "labels" / f"{frame_stem(index)}.json"
+
+    def frame(self, index: Any) -> int:
+        """A requested frame index (the slider's value), as a whole number within the tracked frames."""
+        return min(max(int(_number("frame", index, whole=True) or 0), self.first), self.last)
 
 
 def overlay_png(out_dir: Path, stem: str) -> Path:
@@ -191,7 +214,7 @@ def frame_view(view: FrameView | None, index: Any) -> tuple[str, list[list[Any]]
     """
     if view is None:
         raise InputError("No tracked clip yet: upload a clip and click Track first.")
-    frame = min(max(int(_number("frame", index, whole=True) or 0), view.first), view.last)
+    frame = view.frame(index)
     overlay, labels = view.overlay(frame), view.labels(frame)
     if not overlay.is_file() or not labels.is_file():
         raise InputError(f"Frame {frame} of this result is gone (results are kept 6 hours): track the clip again.")
@@ -201,23 +224,34 @@ def frame_view(view: FrameView | None, index: Any) -> tuple[str, list[list[Any]]
     return str(overlay), rows
 
 
-def finish_video_job(job: Path, plan: ClipPlan, summary: BatchSummary) -> tuple[Path, FrameView]:
-    """Sets the overlay PNGs and the run's bookkeeping aside, then zips the results.
+def finish_video_job(job: Path, plan: ClipPlan, summary: BatchSummary,
+                     options: LabelOptions | None = None) -> tuple[Path, FrameView]:
+    """Zips the results (without the overlay PNGs and the run's bookkeeping).
+
+    Args:
+        options: What the clip was tracked with, kept in the view for edits.
 
     Returns:
         The results zip, and the frame viewer's view of the job.
     """
+    indices = [frame_index(o.source) for o in summary.labeled]
+    view = FrameView(job, min(indices, default=plan.first), max(indices, default=plan.first), options, plan)
+    return _zip_results(job), view
+
+
+def _zip_results(job: Path) -> Path:
+    """The results zip, written anew (an edit replaces the one before, so the page never offers stale labels)."""
     from grounded_sam.inputs.archive import write_zip
 
-    out = job / RESULTS
-    os.replace(out / "overlays", job / FRAMES)
-    (job / RUN).mkdir(exist_ok=True)
-    for name in BOOKKEEPING:
-        if (out / name).exists():
-            os.replace(out / name, job / RUN / name)
-    results = write_zip(out, job / f"grounded-sam-video-{time.strftime('%Y%m%d-%H%M%S')}.zip")
-    indices = [frame_index(o.source) for o in summary.labeled]
-    return results, FrameView(job, min(indices, default=plan.first), max(indices, default=plan.first))
+    old = list(job.glob("grounded-sam-video-*.zip"))
+    # A new name for every zip: a page still holding the old link never gets half of a rewritten file.
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), len(old)
+    results = write_zip(job / RESULTS, job / f"grounded-sam-video-{stamp}{f'-edit{n}' if n else ''}.zip",
+                        exclude=NOT_ZIPPED)
+    for path in old:
+        if path != results:
+            path.unlink(missing_ok=True)
+    return results
 
 
 def frame_index(source: str) -> int:
@@ -226,15 +260,19 @@ def frame_index(source: str) -> int:
 
 
 def video_summary_text(plan: ClipPlan, summary: BatchSummary | None, done: int = 0,
-                       tracks: Mapping[str, set[int]] | None = None) -> str:
-    """What the user reads: frames done while it runs; at the end the objects tracked per class and the zip."""
+                       tracks: Mapping[str, set[int]] | None = None, *, tracked: int | None = None) -> str:
+    """What the user reads: frames done while it runs; at the end the objects tracked per class and the zip.
+
+    ``tracked`` is the number of frames the job holds when that is not what ``summary`` labeled (after an
+    edit, which tracks only the frames from its own on).
+    """
     total = f"{plan.frames}" if plan.frames is not None else "?"
     if summary is None:
         return f"Tracking {plan.name}... {done} of {total} frames done."
     every = plan.run["options"].every
     objects = ", ".join(f"{name} {len(ids)}" for name, ids in (tracks or {}).items()) or "none"
     detector = "every frame" if every == 1 else f"every {every} frames"
-    tracked = len(summary.labeled)
+    tracked = len(summary.labeled) if tracked is None else tracked
     frames = f"{tracked} frame{'s' if tracked != 1 else ''}"
     lines = [f"Tracked {frames} of {plan.name} ({plan.info.fps:g} fps; the detector on {detector}).",
              f"Objects tracked: {objects}."]
@@ -254,3 +292,69 @@ def tracks_by_class(view: FrameView) -> dict[str, set[int]]:
             for item in json.loads(labels.read_text(encoding="utf-8"))["detections"]:
                 tracks.setdefault(item["class_name"], set()).add(item.get("track_id"))
     return tracks
+
+
+def track_choices(view: FrameView) -> list[tuple[str, str]]:
+    """The track selector's choices: ``("#3 person", "3")`` per track of the job in id order, then a new object."""
+    tracks = sorted((track_id, name) for name, ids in tracks_by_class(view).items() for track_id in ids)
+    return [(f"#{track_id} {name}", str(track_id)) for track_id, name in tracks] + [("New object", NEW_OBJECT)]
+
+
+def edit_request(view: FrameView | None, index: Any, point: tuple[float, float], mode: Any, track: Any,
+                 class_name: Any) -> dict[str, Any]:
+    """A click on the frame the slider shows, as keyword arguments of :func:`~grounded_sam.runs.retrack.retrack`.
+
+    Args:
+        view: The finished job.
+        index: The slider's frame.
+        point: ``(x, y)`` pixels of the click on the frame.
+        mode: One of :data:`POINT_MODES`.
+        track: A track id (as the selector holds it), or :data:`NEW_OBJECT`.
+        class_name: The new object's class.
+
+    Raises:
+        EditError: No finished job, no track picked, an unknown mode, a new object without a class.
+    """
+    if view is None or view.options is None:
+        raise EditError("No tracked clip to fix yet: upload a clip and click Track, then click on a frame.")
+    if mode not in POINT_MODES:
+        raise EditError(f"Unknown point mode {mode!r}: expected one of {', '.join(POINT_MODES)}.")
+    if track is None or str(track).strip() == "":
+        raise EditError("Pick the track to fix (or New object) first, then click on the frame.")
+    new = str(track) == NEW_OBJECT
+    if new and not str(class_name or "").strip():
+        raise EditError("Pick the new object's class first, then click on it.")
+    return {"frame": view.frame(index), "points": [tuple(float(v) for v in point)], "labels": [int(mode == GROW)],
+            "track_id": None if new else int(_number("track", track, whole=True)),  # type: ignore[arg-type]
+            "class_name": str(class_name) if new else None}
+
+
+def stream_retrack(pipe: Any, out_dir: Path, edit: dict[str, Any],
+                   annotator: OverlayAnnotator | None) -> Iterator[ProgressEvent | RetrackResult]:
+    """:func:`~grounded_sam.runs.retrack.retrack` as a generator (:func:`~grounded_sam.app.jobs.stream_job`): a
+    :class:`ProgressEvent` per frame (the frames before the edited one count as done), then its result."""
+    from grounded_sam.runs.retrack import retrack
+
+    return stream_job(lambda on_progress: retrack(pipe, out_dir, **edit, annotator=annotator, on_progress=on_progress),
+                      name="grounded-sam-retrack")
+
+
+def finish_video_edit(view: FrameView, result: RetrackResult) -> tuple[Path, str | None]:
+    """After an edit: the results zip, anew, and the job's summary (its tracks may have changed)."""
+    summary = None if view.plan is None else video_summary_text(
+        view.plan, result.summary, tracks=tracks_by_class(view), tracked=view.last - view.first + 1)
+    return _zip_results(view.job), summary
+
+
+def edit_status_text(edit: dict[str, Any], result: RetrackResult, view: FrameView, seconds: float) -> str:
+    """What the user reads after an edit: which track, and which frames were tracked again."""
+    frame, (x, y) = edit["frame"], edit["points"][0]
+    if result.summary.interrupted or result.track_id is None:
+        return f"The edit on frame {frame} was stopped: click again to finish it."
+    if result.repeated:
+        return f"That click was the last edit already (track #{result.track_id}, frame {frame}): nothing changed."
+    click = f"{'+' if edit['labels'][0] else '−'} point at ({x:.0f}, {y:.0f})"
+    what = (f"New object #{result.track_id} {edit['class_name']} added" if edit["track_id"] is None
+            else f"Track #{result.track_id} fixed")
+    return (f"{what} on frame {frame} ({click}); frames {frame}–{view.last} tracked again in {seconds:.0f} s. "
+            "The video, the frames and the zip show the edit.")

@@ -3,12 +3,15 @@
 Track streams a :class:`VideoUpdate` after every frame (progress bar in frames, the latest frame's
 overlay); at the end the overlay video plays in the page, a slider shows any frame's overlay with
 its objects (track id, class, score), and one results zip holds the labels, the chosen dataset
-formats and ``overlay.mp4``. The named API endpoint ``/track`` does the same work and returns the
-overlay video, the zip and the summary.
+formats and ``overlay.mp4``. A click on the frame the slider shows fixes the selected track there
+(a + or − point) or adds a new object of a picked class, then re-tracks the clip from that frame
+(:func:`~grounded_sam.runs.retrack.retrack`), streaming its progress as a run does. The named API
+endpoint ``/track`` does the same work as Track and returns the overlay video, the zip and the summary.
 """
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ from grounded_sam.app.options import LabelOptions, load_models
 from grounded_sam.app.options_panel import OptionsPanel
 from grounded_sam.app.queues import EDIT_GROUP, JOB_EVENT
 from grounded_sam.app.settings import AppSettings
-from grounded_sam.app.video_job import DEFAULT_VIDEO_FORMATS, ClipOptions, FrameView
+from grounded_sam.app.video_job import DEFAULT_VIDEO_FORMATS, POINT_MODES, ClipOptions, FrameView
 from grounded_sam.categories import parse_categories
 from grounded_sam.errors import InputError
 from grounded_sam.pipeline.track import DEFAULT_EVERY
@@ -36,9 +39,12 @@ if TYPE_CHECKING:
     from grounded_sam.app.video_job import ClipPlan
     from grounded_sam.runs.batch import BatchSummary
 
-__all__ = ["FRAME_HEADERS", "VideoHandlers", "VideoTab", "VideoUpdate", "build_video_tab", "run_video"]
+__all__ = ["FRAME_HEADERS", "EditUpdate", "VideoHandlers", "VideoTab", "VideoUpdate", "build_video_tab", "edit_video",
+           "run_video"]
 
 FRAME_HEADERS = ["track id", "class", "score"]
+EDIT_HINT = ("To fix a track: pick it (or New object and its class), pick + or −, then click on the frame. The "
+             "clip is tracked again from that frame; the frames before it stay as they are.")
 FORMAT_CHOICES = [("COCO (with track ids)", "coco"), ("MOT (mot.txt)", "mot"), ("YOLO", "yolo"),
                   ("Pascal VOC", "voc"), ("Mask PNGs", "masks")]
 
@@ -54,10 +60,29 @@ class VideoUpdate(NamedTuple):
     results: str | None
     summary: str
     view: FrameView | None = None
+    tracks: list[tuple[str, str]] | None = None
 
 
-def _progress(done: int, total: int | None, note: str) -> str:
-    return progress_bar_html(done, total, note, verb="Tracked", unit="frames", element_id="video-progress-bar")
+class EditUpdate(NamedTuple):
+    """What the video tab shows while an edit re-tracks (the progress bar), and at its end: the edited frame and
+    its objects, the overlay video, the results zip, the track selector's choices and the edit's status line."""
+
+    progress_html: str
+    status: str
+    frame: str | None = None
+    objects: list[list[Any]] | None = None
+    video: str | None = None
+    results: str | None = None
+    tracks: list[tuple[str, str]] | None = None
+    summary: str | None = None
+
+
+def _progress(done: int, total: int | None, note: str, verb: str = "Tracked") -> str:
+    return progress_bar_html(done, total, note, verb=verb, unit="frames", element_id="video-progress-bar")
+
+
+def _status(text: str) -> str:
+    return f'<div id="video-edit-status-text" style="padding:2px 4px">{html.escape(text)}</div>'
 
 
 def run_video(settings: AppSettings, video: Any, options: LabelOptions, clip: ClipOptions,
@@ -106,21 +131,88 @@ def run_video(settings: AppSettings, video: Any, options: LabelOptions, clip: Cl
                           video_summary_text(plan, None, event.done))
     if summary is None:  # the run was stopped
         return
-    yield _finish(job, plan, summary, started)
+    yield _finish(job, plan, summary, started, options)
 
 
-def _finish(job: Path, plan: ClipPlan, summary: BatchSummary, started: float) -> VideoUpdate:
-    """Sets the overlays aside and zips the results: the last update, with the video, the zip and the first frame."""
-    from grounded_sam.app.video_job import RESULTS, finish_video_job, frame_view, tracks_by_class, video_summary_text
-    from grounded_sam.export.video import OVERLAY_VIDEO_PATH
+def _finish(job: Path, plan: ClipPlan, summary: BatchSummary, started: float, options: LabelOptions) -> VideoUpdate:
+    """Zips the results: the last update, with the video, the zip, the first frame and the tracks to fix."""
+    from grounded_sam.app.video_job import (
+        finish_video_job,
+        frame_view,
+        track_choices,
+        tracks_by_class,
+        video_summary_text,
+    )
 
-    results, view = finish_video_job(job, plan, summary)
+    results, view = finish_video_job(job, plan, summary, options)
     frame, objects = frame_view(view, view.first)
     done = len(summary.labeled)
-    overlay_video = job / RESULTS / OVERLAY_VIDEO_PATH
     return VideoUpdate(_progress(done, done, f"done in {time.perf_counter() - started:.0f} s"), frame, objects,
-                       str(overlay_video) if overlay_video.is_file() else None, str(results),
-                       video_summary_text(plan, summary, done, tracks_by_class(view)), view)
+                       _overlay_video(view), str(results),
+                       video_summary_text(plan, summary, done, tracks_by_class(view)), view, track_choices(view))
+
+
+def _overlay_video(view: FrameView) -> str | None:
+    from grounded_sam.export.video import OVERLAY_VIDEO_PATH
+
+    path = view.results / OVERLAY_VIDEO_PATH
+    return str(path) if path.is_file() else None
+
+
+def edit_video(settings: AppSettings, view: FrameView | None, index: Any, point: tuple[float, float], mode: Any,
+               track: Any, class_name: Any, progress: Callable[..., Any] | None = None) -> Iterator[EditUpdate]:
+    """A click on the frame the slider shows: fixes the track there (or adds an object), then re-tracks the clip from
+    that frame with the run's models and overlay options; yields an :class:`EditUpdate` per frame, then the result.
+
+    Args:
+        view: The finished job (the tab's state).
+        index: The slider's frame.
+        point: ``(x, y)`` pixels of the click.
+        mode: + or − point (:data:`~grounded_sam.app.video_job.POINT_MODES`).
+        track: The track selector's value: a track id, or a new object.
+        class_name: The new object's class.
+        progress: ``gr.Progress``; None in tests.
+
+    Raises:
+        GroundedSamError: No finished job, nothing picked, a point off the track's frame (nothing was changed).
+    """
+    from grounded_sam.app.jobs import ProgressEvent
+    from grounded_sam.app.video_job import (
+        edit_request,
+        edit_status_text,
+        finish_video_edit,
+        frame_index,
+        frame_view,
+        track_choices,
+    )
+
+    edit = edit_request(view, index, point, mode, track, class_name)
+    assert view is not None and view.options is not None  # edit_request refuses a view without them
+    pipe = view.options.models.pipeline(settings)
+    annotator = view.options.overlay.annotator()
+    first, frames = edit["frame"], view.last - edit["frame"] + 1
+    report = progress or (lambda *args, **kwargs: None)
+    report((0, frames), desc=f"Re-tracking from frame {first}", unit="frames")
+    status = _status(f"Fixing frame {first}, then tracking the clip again from there...")
+    yield EditUpdate(_progress(0, frames, "loading models", verb="Re-tracked"), status)
+    load_models(pipe, tracking=True)
+    started, result = time.perf_counter(), None
+    for event in gpu.retrack_on_gpu(pipe, view.results, frames, edit, annotator):
+        if not isinstance(event, ProgressEvent):
+            result = event
+            break  # ends the GPU call before the zip is written
+        # A stopped edit of before goes on first: its frames count from where it stopped.
+        done = min(max(frame_index(event.outcome.source) - first + 1, 0), frames)
+        report((done, frames), desc=f"Re-tracked {done}/{frames} frames", unit="frames")
+        yield EditUpdate(_progress(done, frames, "", verb="Re-tracked"), status)
+    if result is None:  # the edit was stopped
+        return
+    seconds = time.perf_counter() - started
+    results, summary = finish_video_edit(view, result)
+    frame, objects = frame_view(view, first)
+    yield EditUpdate(_progress(frames, frames, f"done in {seconds:.0f} s", verb="Re-tracked"),
+                     _status(edit_status_text(edit, result, view, seconds)), frame, objects, _overlay_video(view),
+                     str(results), track_choices(view), summary)
 
 
 @dataclass(frozen=True)
@@ -141,6 +233,10 @@ class VideoTab:
     results: gr.File
     summary: gr.Textbox
     view: gr.State
+    track: gr.Dropdown
+    point_mode: gr.Radio
+    new_class: gr.Dropdown
+    edit_status: gr.HTML
 
     @property
     def clip_inputs(self) -> list[Component]:
@@ -155,6 +251,30 @@ class VideoTab:
         view = update.view
         shown[self.frame_slider] = gr.Slider(visible=False) if view is None else gr.Slider(
             minimum=view.first, maximum=max(view.last, view.first + 1), value=view.first, visible=True)
+        # The edit controls come with a finished result: its tracks, and its classes for a new object.
+        editable = view is not None and view.options is not None and update.tracks is not None
+        choices = update.tracks or []
+        classes = list(parse_categories(view.options.categories).class_names) if editable else []  # type: ignore[union-attr]
+        shown[self.track] = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, visible=editable)
+        shown[self.new_class] = gr.Dropdown(choices=classes, value=classes[0] if classes else None, visible=editable)
+        shown[self.point_mode] = gr.Radio(visible=editable)
+        shown[self.edit_status] = gr.HTML(_status(EDIT_HINT) if editable else "", visible=editable)
+        return shown
+
+    @property
+    def edit_outputs(self) -> list[Component]:
+        """What an edit may change."""
+        return [self.progress, self.edit_status, self.frame, self.objects, self.overlay_video, self.results, self.track,
+                self.summary]
+
+    def show_edit(self, update: EditUpdate) -> dict[Component, Any]:
+        """An edit's update as the answer of a streaming event: the progress, then the edited result."""
+        shown: dict[Component, Any] = {self.progress: update.progress_html, self.edit_status: update.status}
+        if update.results is not None:
+            shown.update({self.frame: update.frame, self.objects: update.objects, self.overlay_video: update.video,
+                          self.results: update.results, self.track: gr.Dropdown(choices=update.tracks)})
+            if update.summary is not None:
+                shown[self.summary] = update.summary
         return shown
 
 
@@ -198,6 +318,17 @@ class VideoHandlers:
 
         return frame_view(view, index)
 
+    @user_errors(EDIT_ERROR_S)
+    def click_frame(self, view: FrameView | None, index: Any, track: Any, mode: Any, new_class: Any,
+                    evt: gr.SelectData, progress: gr.Progress = gr.Progress()  # noqa: B008 (Gradio's way)
+                    ) -> Iterator[dict[Component, Any]]:
+        """A click on the shown frame: fixes the picked track there (or adds an object), then re-tracks from it."""
+        if not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:  # beside the image
+            return
+        x, y = (float(v) for v in evt.index)
+        for update in edit_video(self.settings, view, index, (x, y), mode, track, new_class, progress):
+            yield self.tab.show_edit(update)
+
 
 def build_video_tab(settings: AppSettings, options: OptionsPanel) -> None:
     """Creates the tab and wires Track, Stop, the frame slider and the ``/track`` endpoint."""
@@ -205,14 +336,19 @@ def build_video_tab(settings: AppSettings, options: OptionsPanel) -> None:
     handlers = VideoHandlers(settings, options, tab)
     inputs = [tab.clip, *options.components, *tab.clip_inputs]
     outputs = [tab.progress, tab.frame, tab.objects, tab.overlay_video, tab.results, tab.summary, tab.view,
-               tab.frame_slider]
+               tab.frame_slider, tab.track, tab.new_class, tab.point_mode, tab.edit_status]
     track_event = run.click(handlers.track_stream, set(inputs), outputs, api_visibility="private",
                             show_progress_on=[tab.results], **JOB_EVENT)
-    stop.click(lambda: VIDEO_STOPPED, None, tab.progress, cancels=[track_event], queue=False,
-               api_visibility="private")
     tab.frame_slider.input(handlers.show_frame, [tab.view, tab.frame_slider], [tab.frame, tab.objects],
                            api_visibility="private", trigger_mode="always_last", show_progress="hidden",
                            **EDIT_GROUP)
+    # Each click is an edit (never dropped); an edit tracks the clip again from its frame, so it is a job as Track is.
+    edit_event = tab.frame.select(handlers.click_frame,
+                                  [tab.view, tab.frame_slider, tab.track, tab.point_mode, tab.new_class],
+                                  tab.edit_outputs, api_visibility="private", show_progress_on=[tab.edit_status],
+                                  trigger_mode="multiple", **JOB_EVENT)
+    stop.click(lambda: VIDEO_STOPPED, None, tab.progress, cancels=[track_event, edit_event], queue=False,
+               api_visibility="private")
     api_trigger.click(handlers.track, inputs, [tab.overlay_video, tab.results, tab.summary], api_name="track",
                       **JOB_EVENT)
 
@@ -244,14 +380,22 @@ def _video_components(settings: AppSettings) -> tuple[VideoTab, gr.Button, gr.Bu
         overlay_video = gr.Video(label="Overlay video", interactive=False, height=400, elem_id="video-overlay")
         results = gr.File(label="Results zip", interactive=False, elem_id="video-results")
         frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False, elem_id="video-frame")
+        with gr.Row(equal_height=True):
+            track = gr.Dropdown([], value=None, label="A click on the frame fixes", visible=False, scale=2,
+                                elem_id="video-edit-track")
+            point_mode = gr.Radio(list(POINT_MODES), value=POINT_MODES[0], label="Point", visible=False, scale=2,
+                                  elem_id="video-edit-mode")
+            new_class = gr.Dropdown([], value=None, label="Class (new object)", visible=False, scale=1,
+                                    elem_id="video-edit-class")
+        edit_status = gr.HTML(visible=False, elem_id="video-edit-status")
         with gr.Row():
-            frame = gr.Image(type="filepath", format="png", label="Frame overlay", interactive=False, height=360,
-                             scale=3, elem_id="video-frame-image")
+            frame = gr.Image(type="filepath", format="png", label="Frame overlay · click to fix a track",
+                             interactive=False, height=360, scale=3, elem_id="video-frame-image")
             objects = gr.Dataframe(headers=FRAME_HEADERS, value=[], interactive=False, scale=2,
                                    label="Objects on this frame", elem_id="video-objects")
         view = gr.State(None, time_to_live=DEFAULT_MAX_JOB_AGE_S)  # the last result, as long as its job folder lives
         # The API endpoint: same work, returning the overlay video, the zip and the summary.
         api_trigger = gr.Button(visible=False)
     tab = VideoTab(clip, every, max_frames, start_s, end_s, formats, progress, overlay_video, frame_slider, frame,
-                   objects, results, summary, view)
+                   objects, results, summary, view, track, point_mode, new_class, edit_status)
     return tab, run, stop, api_trigger

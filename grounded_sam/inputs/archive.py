@@ -23,6 +23,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -235,18 +236,20 @@ def _extract(
         result.images.append(target)
 
 
-def write_zip(folder: str | os.PathLike[str], zip_path: str | os.PathLike[str]) -> Path:
+def write_zip(folder: str | os.PathLike[str], zip_path: str | os.PathLike[str], *, exclude: Collection[str] = ()) -> Path:
     """Zips every file under ``folder`` (paths relative to it, sorted) into ``zip_path``, atomically.
 
     PNG and JPEG files are stored as they are (they are compressed already); the rest is deflated.
-    ``zip_path`` itself is never included, even when it lies inside ``folder``.
+    ``zip_path`` itself is never included, even when it lies inside ``folder``; nor are the entries
+    of ``folder`` (files, or folders with all they hold) named in ``exclude``.
 
     Returns:
         ``zip_path`` as a Path.
     """
     folder, zip_path = Path(folder), Path(zip_path)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() != zip_path.resolve())
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() != zip_path.resolve()
+                   and p.relative_to(folder).parts[0] not in exclude)
     fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
     try:
         with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -4,8 +4,8 @@ A person's path through the tabs: upload a photo, type categories, click Run, se
 and the table; fix the result by clicking on the overlay (select, shrink a mask, delete, add a
 box of a new class, undo, redo, reset) and download the corrected labels; two pages editing
 apart; make a mistake and read the message; label a zip on the batch tab, watch the progress and
-get the results zip; track a clip on the video tab, play the overlay video and step through its
-frames. Screenshots go where CI keeps test artifacts
+get the results zip; track a clip on the video tab, play the overlay video, step through its
+frames and add an object with a click on one. Screenshots go where CI keeps test artifacts
 (``$GROUNDED_SAM_ARTIFACTS``, default ``test-artifacts/``).
 
 Playwright never downloads a browser here: it drives ``/usr/bin/chromium`` (``apt-get install
@@ -145,7 +145,7 @@ def test_batch_tab_labels_a_zip_with_progress_and_offers_the_results(page: Any, 
     page.screenshot(path=str(artifacts_dir() / "app-batch-tab.png"), full_page=True)
 
 
-def test_video_tab_tracks_a_clip_plays_the_overlay_video_and_shows_any_frame(
+def test_video_tab_tracks_a_clip_plays_the_overlay_video_shows_any_frame_and_a_click_adds_an_object(
     page: Any, server: AppServer, tmp_path: Path
 ) -> None:
     from tests.fakes import MovingSquares, write_clip
@@ -202,6 +202,18 @@ def test_video_tab_tracks_a_clip_plays_the_overlay_video_and_shows_any_frame(
                            arg=before)
     assert "frame_000004" in frame.get_attribute("src")
     sync_api.expect(page.locator("#video-objects")).to_contain_text("square")
+
+    # A click on the frame adds a new object there (class square, the first) and tracks the clip again from it:
+    # the frame shown changes and lists the new track.
+    page.locator("#video-edit-track input").click()
+    page.get_by_role("option", name="New object").click()
+    before, rows = frame.get_attribute("src"), page.locator("#video-objects .virtual-row").count()
+    click_pixel(page, 90, 58, image="#video-frame-image img")
+    sync_api.expect(page.locator("#video-edit-status")).to_contain_text(
+        re.compile(r"New object #\d+ square added on frame 4"), timeout=TIMEOUT_MS)
+    page.wait_for_function("(before) => document.querySelector('#video-frame-image img')?.src !== before",
+                           arg=before)
+    sync_api.expect(page.locator("#video-objects .virtual-row")).to_have_count(rows + 1)
     page.wait_for_timeout(500)  # let the new frame paint before the screenshot
     page.screenshot(path=str(artifacts_dir() / "app-video-tab.png"), full_page=True)
     assert server.process.poll() is None and "Traceback" not in server.log_text()
@@ -210,19 +222,19 @@ def test_video_tab_tracks_a_clip_plays_the_overlay_video_and_shows_any_frame(
 # Fixing the result with clicks
 
 
-def click_pixel(page: Any, x: int, y: int) -> None:
-    """Clicks the overlay on image pixel (x, y), the way Gradio maps a click on a scaled image back."""
-    page.locator("#overlay img").scroll_into_view_if_needed()
+def click_pixel(page: Any, x: int, y: int, image: str = "#overlay img") -> None:
+    """Clicks an image (the overlay) on pixel (x, y), the way Gradio maps a click on a scaled image back."""
+    page.locator(image).scroll_into_view_if_needed()
     position = page.evaluate(
-        """([x, y]) => {
-            const img = document.querySelector('#overlay img');
+        """([x, y, image]) => {
+            const img = document.querySelector(image);
             const box = img.getBoundingClientRect();
             const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight, 1);
             const left = box.left + (box.width - img.naturalWidth * scale) / 2;
             const top = box.top + (box.height - img.naturalHeight * scale) / 2;
             return [left + (x + 0.5) * scale, top + (y + 0.5) * scale];
         }""",
-        [int(x), int(y)],
+        [int(x), int(y), image],
     )
     page.mouse.click(*position)
 

@@ -157,7 +157,7 @@ def test_a_finished_job_zips_its_results_and_shows_any_frame(clip: Path, tmp_pat
 
     results, view = finish_video_job(tmp_path, plan, summary)
 
-    assert view == FrameView(tmp_path, 4, 6)
+    assert (view.job, view.first, view.last, view.plan) == (tmp_path, 4, 6, plan)
     with zipfile.ZipFile(results) as archive:
         names = set(archive.namelist())
     assert names == {"labels/frame_000004.json", "labels/frame_000005.json", "labels/frame_000006.json", "mot.txt",
@@ -203,3 +203,95 @@ def test_closing_a_run_stops_the_tracking_worker_and_zips_nothing(
     assert not [t for t in threading.enumerate() if t.name == "grounded-sam-track"]
     jobs = Path(tempfile.gettempdir()) / "grounded-sam-app"
     assert not list(jobs.rglob("*.zip")) and not list(jobs.rglob("overlay.mp4"))
+
+
+# ---------------------------------------------------------------------------------------------
+# A click on a frame: fix a track there (or add an object), then track the clip again from that frame
+
+
+@pytest.mark.parametrize(
+    ("view", "kwargs", "message"),
+    [
+        (None, {}, "No tracked clip to fix yet"),
+        ("job", {"track": ""}, "Pick the track to fix"),
+        ("job", {"track": "new", "class_name": None}, "Pick the new object's class"),
+        ("job", {"mode": "Select"}, "Unknown point mode 'Select'"),
+    ],
+)
+def test_a_click_without_what_it_needs_says_so(tmp_path: Path, view: Any, kwargs: dict[str, Any], message: str) -> None:
+    from grounded_sam.app.options import LabelOptions
+    from grounded_sam.app.video_job import GROW, edit_request
+    from grounded_sam.errors import EditError
+
+    job = FrameView(tmp_path, 0, 7, LabelOptions("square, bar")) if view else None
+    request = {"mode": GROW, "track": "2", "class_name": None, **kwargs}
+    with pytest.raises(EditError, match=message):
+        edit_request(job, 3, (10.0, 20.0), request["mode"], request["track"], request["class_name"])
+
+
+def test_a_click_is_a_retrack_request_for_the_slider_frame(tmp_path: Path) -> None:
+    from grounded_sam.app.options import LabelOptions
+    from grounded_sam.app.video_job import GROW, NEW_OBJECT, SHRINK, edit_request, track_choices
+
+    fake_job(tmp_path, {4: [{"track_id": 2, "class_name": "bar"}, {"track_id": 1, "class_name": "square"}], 5: []})
+    view = FrameView(tmp_path, 4, 5, LabelOptions("square, bar"))
+    assert track_choices(view) == [("#1 square", "1"), ("#2 bar", "2"), ("New object", NEW_OBJECT)]
+    assert edit_request(view, 9, (10, 20), SHRINK, "2", "square") == {
+        "frame": 5, "points": [(10.0, 20.0)], "labels": [0], "track_id": 2, "class_name": None}
+    assert edit_request(view, "4", (1.5, 2), GROW, NEW_OBJECT, "bar") == {
+        "frame": 4, "points": [(1.5, 2.0)], "labels": [1], "track_id": None, "class_name": "bar"}
+
+
+def test_a_click_on_a_frame_adds_an_object_and_tracks_it_from_there(
+    app_env: None, tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Through the page's handlers: Track a 4-frame clip, then a click on frame 1 adds a bar that the video, the
+    frame viewer, the track selector and the zip all show; frame 0 stays as it was."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from grounded_sam.app.blocks import build_demo
+    from grounded_sam.app.options import LabelOptions, ModelOptions
+    from grounded_sam.app.video_job import GROW, NEW_OBJECT
+    from grounded_sam.app.video_tab import run_video
+
+    frames = 4
+    scene = MovingSquares(frames=frames)
+    short = write_clip(tmp_path_factory.mktemp("short") / "squares.mp4", [scene.frame(i) for i in range(frames)])
+    settings = AppSettings(detector=str(tiny_models["florence_scripted"]), segmenter=str(tiny_models["sam2"]),
+                           device="cpu")
+    handlers = {fn.name: fn for fn in build_demo(settings).fns.values()}["click_frame"].fn.__self__
+    tab = handlers.tab
+    finished = list(run_video(settings, str(short), LabelOptions("square, bar", ModelOptions(nms="none")),
+                              ClipOptions(every=2)))[-1]
+    view = finished.view
+    shown = tab.show(finished)
+    assert shown[tab.track].visible and shown[tab.track].choices[-1] == ("New object", NEW_OBJECT)
+    assert [c[0] for c in shown[tab.new_class].choices] == ["square", "bar"]
+    before = {i: view.overlay(i).read_bytes() for i in range(frames)}
+    ids = {row[0] for row in finished.objects}
+    bars = len(tracks_by_class(view)["bar"])
+
+    def click(track: str, x: float, y: float, view: Any = view) -> list[dict[Any, Any]]:
+        return list(handlers.click_frame(view, 1, track, GROW, "bar", SimpleNamespace(index=[x, y]),
+                                         progress=lambda *args, **kwargs: None))
+
+    answers = click(NEW_OBJECT, 48, 20)
+    assert "Re-tracked 0 of 3 frames" in answers[0][tab.progress]
+    last = answers[-1]
+    new_id = max(ids) + 1
+    assert f"New object #{new_id} bar added on frame 1" in last[tab.edit_status]
+    assert last[tab.frame] == str(view.overlay(1)) and [new_id, "bar"] in [row[:2] for row in last[tab.objects]]
+    assert (f"#{new_id} bar", str(new_id)) in last[tab.track].choices
+    assert last[tab.summary].startswith("Tracked 4 frames of squares.mp4") and f"bar {bars + 1}" in last[tab.summary]
+    assert view.overlay(0).read_bytes() == before[0] and view.overlay(1).read_bytes() != before[1]
+    assert last[tab.results] != finished.results and not Path(finished.results).exists()
+    with zipfile.ZipFile(last[tab.results]) as archive:
+        labels = json.loads(archive.read("labels/frame_000003.json"))
+    assert new_id in [d["track_id"] for d in labels["detections"]]
+
+    with pytest.raises(gr.Error, match="Track 99 is not on frame 1"):
+        click("99", 10, 10)
+    with pytest.raises(gr.Error, match="No tracked clip to fix yet"):
+        click("1", 10, 10, view=None)
