@@ -1,4 +1,7 @@
-"""``python -m grounded_sam.bench``: prints the benchmark table and writes the JSON report."""
+"""``python -m grounded_sam.bench``: prints the benchmark table and writes the JSON report.
+
+With ``--detectors``, it compares detectors instead (:mod:`grounded_sam.bench.detectors`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from grounded_sam.bench.detectors import parse_detectors
 from grounded_sam.bench.models import PRESETS, WEIGHTS_CHOICES, default_work_dir
 from grounded_sam.bench.scenarios import parse_scenarios
 
@@ -23,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
             "run, and refinement. Prints a table and writes JSON."
         ),
     )
+    parser.add_argument("--detectors", type=parse_detectors, default=None, metavar="NAMES",
+                        help="Compare these detectors instead (comma-separated registry names, or 'all'): seconds "
+                             "per image of each (+ SAM2 where it needs one) on the same image, side by side. The "
+                             "folder run and refinement are not part of it.")
     parser.add_argument("--preset", choices=PRESETS, default="base",
                         help="base: Florence-2-base + SAM2.1 hiera-base-plus sizes (default); tiny: seconds, for CI smoke runs.")
     parser.add_argument("--scenarios", default="5x4,10x2", type=parse_scenarios,
@@ -50,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.getLogger("grounded_sam").setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
 
+    from grounded_sam.bench.detectors import format_detector_table, run_detector_benchmark
     from grounded_sam.bench.report import format_table, write_report
     from grounded_sam.bench.runner import DEFAULT_IMAGE, BenchConfig, run_benchmark
     from grounded_sam.errors import GroundedSamError
@@ -61,11 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             work_dir=args.work_dir or default_work_dir(), folder_images=args.folder_images, threads=args.threads,
             refinement_clicks=args.refinement_clicks,
         )
-        report = run_benchmark(config, on_scenario=lambda partial: write_report(partial, args.out))
+        save = lambda partial: write_report(partial, args.out)  # noqa: E731
+        if args.detectors:
+            report = run_detector_benchmark(config, args.detectors, on_scenario=save)
+        else:
+            report = run_benchmark(config, on_scenario=save)
     except (GroundedSamError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_table(report))
+    print(format_detector_table(report) if args.detectors else format_table(report))
     path = write_report(report, args.out)
     print(f"\nWrote {path}")
     return 0

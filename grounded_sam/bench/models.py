@@ -103,8 +103,8 @@ def prepare_models(
             )
         detector, segmenter = _REAL_NAMES[preset]
         return BenchModels(detector, segmenter, "real", None, f"real {detector} + {segmenter} weights")
-    detector_dir = _random_florence(preset, boxes_per_category, Path(work_dir))
-    checkpoint = _random_sam2(preset, Path(work_dir))
+    detector_dir = random_florence(preset, boxes_per_category, Path(work_dir))
+    checkpoint = random_sam2(preset, Path(work_dir))
     names = {"tiny": "tiny Florence-2 + tiny SAM2.1", "base": "Florence-2-base + SAM2.1 hiera-base-plus architectures"}
     return BenchModels(
         str(detector_dir), str(checkpoint), "random", boxes_per_category,
@@ -112,40 +112,51 @@ def prepare_models(
     )
 
 
-def _random_florence(preset: str, boxes_per_category: int, work_dir: Path) -> Path:
+def random_florence(preset: str, boxes_per_category: int, work_dir: Path, size: str | None = None) -> Path:
+    """A random Florence-2 scripted to ``boxes_per_category`` boxes per prompt, built once into ``work_dir/preset``.
+
+    Args:
+        preset: The benchmark preset (the cache's sub-folder).
+        boxes_per_category: Boxes emitted per prompt.
+        work_dir: Cache folder.
+        size: :func:`~grounded_sam.models.testing.build_random_florence2`'s preset; default ``preset``.
+    """
     from grounded_sam.models.testing import build_random_florence2
 
+    size = size or preset
     text = scripted_text(boxes_per_category)
-    target = work_dir / preset / f"florence-2-{preset}-scripted-{boxes_per_category}box"
-    stamp = {"version": _BUILD_VERSION, "preset": preset, "scripted_output": text}
-    if _stamp_matches(target, stamp):
+    target = work_dir / preset / f"florence-2-{size}-scripted-{boxes_per_category}box"
+    stamp = {"version": _BUILD_VERSION, "preset": size, "scripted_output": text}
+    if stamp_matches(target, stamp):
         return target
     logger.info("Building a random %s Florence-2 scripted to %d boxes per prompt in %s", preset, boxes_per_category, target)
-    return _build_atomically(target, stamp, lambda tmp: build_random_florence2(tmp, preset=preset, scripted_output=text))
+    return build_atomically(target, stamp, lambda tmp: build_random_florence2(tmp, preset=size, scripted_output=text))
 
 
-def _random_sam2(preset: str, work_dir: Path) -> Path:
+def random_sam2(preset: str, work_dir: Path) -> Path:
+    """A random SAM2.1 (hiera-base-plus for ``base``, tiny for ``tiny``), built once into ``work_dir/preset``."""
     from grounded_sam.models.testing import build_random_sam2
 
     # base-plus must carry Meta's file name so its config comes from the sam2 package.
     name = "sam2.1_hiera_base_plus.pt" if preset == "base" else "sam2-tiny.pt"
     folder = work_dir / preset / "sam2"
     stamp = {"version": _BUILD_VERSION, "preset": preset, "file": name}
-    if not _stamp_matches(folder, stamp):
+    if not stamp_matches(folder, stamp):
         logger.info("Building a random %s SAM2.1 in %s", preset, folder)
         sam_preset = "base-plus" if preset == "base" else "tiny"
-        _build_atomically(folder, stamp, lambda tmp: build_random_sam2(tmp / name, preset=sam_preset))
+        build_atomically(folder, stamp, lambda tmp: build_random_sam2(tmp / name, preset=sam_preset))
     return folder / name
 
 
-def _stamp_matches(folder: Path, stamp: dict[str, object]) -> bool:
+def stamp_matches(folder: Path, stamp: dict[str, object]) -> bool:
+    """True when ``folder`` holds a finished build of exactly ``stamp``."""
     try:
         return json.loads((folder / _STAMP).read_text()) == stamp
     except (OSError, ValueError):
         return False
 
 
-def _build_atomically(target: Path, stamp: dict[str, object], build) -> Path:
+def build_atomically(target: Path, stamp: dict[str, object], build) -> Path:
     """Builds into a temporary sibling folder and renames it into place, so a killed build leaves no half model."""
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

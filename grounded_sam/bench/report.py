@@ -188,8 +188,9 @@ def _columns(rows: list[list[str]]) -> list[str]:
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Writes the report with its target checks as JSON (atomically)."""
+    """Writes the report with its target checks as JSON (atomically); a detector comparison has no targets."""
     from grounded_sam.export.files import atomic_write_text
 
-    payload = {**report, "targets": [asdict(c) for c in check_targets(report)]}
+    targets = check_targets(report) if "results" in report else []
+    payload = {**report, "targets": [asdict(c) for c in targets]}
     return atomic_write_text(Path(path), json.dumps(payload, indent=1))

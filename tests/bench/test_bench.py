@@ -84,3 +84,68 @@ def test_table_names_every_pipeline_and_the_floor(smoke_report):
 def test_unknown_image_is_a_clear_error(tmp_path, capsys):
     assert main(["--preset", "tiny", "--image", str(tmp_path / "missing.jpg"), "--work-dir", str(tmp_path)]) == 2
     assert "missing.jpg" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- detectors side by side
+
+
+def test_parse_detectors_takes_registry_names_or_all():
+    from grounded_sam.bench.detectors import parse_detectors
+    from grounded_sam.models.registry import DETECTORS
+
+    assert parse_detectors("sam3, owlv2-base,sam3") == ["sam3", "owlv2-base"]
+    assert parse_detectors("all") == list(DETECTORS)
+    for text in ("", "florence-3", "sam3,nope"):
+        with pytest.raises(ValueError, match="Expected detector names among"):
+            parse_detectors(text)
+
+
+def test_keep_best_keeps_each_classes_highest_detector_scores_in_order():
+    import supervision as sv
+
+    from grounded_sam.bench.detectors import keep_best
+
+    detections = sv.Detections(
+        xyxy=np.arange(20, dtype=np.float32).reshape(5, 4), class_id=np.array([0, 1, 0, 0, 1]),
+        data={"detector_score": np.array([0.2, 0.9, 0.8, 0.5, 0.1], np.float32)},
+    )
+    kept = keep_best(detections, 1)
+    assert kept.class_id.tolist() == [1, 0] and kept.data["detector_score"].tolist() == pytest.approx([0.9, 0.8])
+    assert len(keep_best(detections, 2)) == 4 and len(keep_best(detections[:0], 2)) == 0
+
+
+@pytest.fixture(scope="module")
+def detector_report(tmp_path_factory, small_image) -> tuple[dict, str]:
+    from grounded_sam.bench.detectors import format_detector_table
+
+    out = tmp_path_factory.mktemp("bench-detectors")
+    argv = [
+        "--detectors", "florence-2-base,grounding-dino-tiny,owlv2-base,sam3", "--preset", "tiny", "--scenarios", "2x2",
+        "--repeats", "1", "--image", small_image, "--work-dir", str(out / "work"), "--out", str(out / "bench.json"),
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / "bench.json").read_text())
+    return report, format_detector_table(report)
+
+
+def test_the_tiny_preset_times_every_detector_side_by_side(detector_report):
+    report, table = detector_report
+    rows = {row["detector"]: row for row in report["detectors"]}
+    assert list(rows) == ["florence-2-base", "grounding-dino-tiny", "owlv2-base", "sam3"]
+    for name, row in rows.items():
+        assert row["weights"] == "random" and row["scenario"] == "2x2" and row["image_size"] == [160, 120]
+        assert row["s_per_image"] > 0 and row["detector_s"] > 0 and len(row["runs"]) == 1
+        assert 1 <= row["boxes"] <= 4, name  # 2 categories x at most 2 boxes each reach the masks
+        assert f"| {name} | random |" in table
+    assert rows["florence-2-base"]["boxes"] == 4  # scripted to 2 boxes per category
+    for name in ("florence-2-base", "grounding-dino-tiny", "owlv2-base"):
+        assert rows[name]["segmenter"] == "sam2-tiny.pt" and rows[name]["sam2_s"] > 0
+    assert rows["sam3"]["segmenter"] is None and rows["sam3"]["sam2_s"] is None
+    assert "| sam3 | random | itself |" in table and report["targets"] == []
+    assert report["settings"]["detectors"] == list(rows)
+
+
+def test_an_unknown_detector_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--detectors", "florence-3"])
+    assert exit_info.value.code == 2 and "florence-3" in capsys.readouterr().err
