@@ -125,9 +125,10 @@ def test_a_new_object_gets_the_next_id_from_its_frame_on(scripted_pipe: Any, tra
     check_coco(out, ["square", "bar"])
 
 
+@pytest.mark.parametrize("resume", ["the same edit", "the track command"])
 def test_an_edit_killed_among_a_frames_files_resumes_to_the_same_files(
-        scripted_pipe: Any, tracked: Path, edited: tuple[Path, RetrackResult], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        scripted_pipe: Any, clip: Path, tracked: Path, edited: tuple[Path, RetrackResult], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, resume: str) -> None:
     from grounded_sam.export.yolo import YoloWriter
 
     out = _copy(tracked, tmp_path)
@@ -154,7 +155,9 @@ def test_an_edit_killed_among_a_frames_files_resumes_to_the_same_files(
     assert [Path(image["file_name"]).stem for image in coco["images"]] == [
         f"frame_{i:06d}" for i in range(FRAMES) if i != EDITED + 1]
 
-    resumed = retrack(scripted_pipe, out, EDITED, [point], [0], track_id=1)  # the same edit: finished, not redone
+    if resume == "the track command":
+        assert len(run_tracking(scripted_pipe, clip, "square, bar", out, **RUN).labeled) == FRAMES - EDITED
+    resumed = retrack(scripted_pipe, out, EDITED, [point], [0], track_id=1)  # finished (or found done), not redone
     assert resumed.repeated and resumed.track_id == 1
     assert _files(out) == _files(edited[0])
 
