@@ -28,7 +28,7 @@ again, another edit, or the ``track`` command finishes it. A finished run's reru
 so it never undoes an edit; the same edit twice is applied once. An edit at frame F re-tracks every
 frame after it, so it replaces edits made on later frames (make edits from the first frame on).
 
->>> pipe = GroundedSAM2(...)  # the models the run was tracked with
+>>> pipe = GroundedSAM2(...)  # doctest: +SKIP (the models and options the run was tracked with)
 >>> retrack(pipe, "out", frame=12, points=[(40, 30)], labels=[0], track_id=3)  # doctest: +SKIP
 """
 
@@ -132,7 +132,8 @@ class RetrackResult:
         track_id: The edited track (a new object's new id); None when the run was interrupted before
             the edit was applied.
         summary: Frames before the edited one as skipped, the re-tracked ones as labeled.
-        repeated: The same edit was the run's last one already: nothing was done.
+        repeated: The same edit was the run's last one already (done, or killed and now finished): it was
+            not applied a second time.
     """
 
     track_id: int | None
