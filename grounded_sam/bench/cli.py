@@ -18,6 +18,13 @@ from grounded_sam.bench.scenarios import parse_scenarios
 logger = logging.getLogger("grounded_sam.bench")
 
 
+def _detectors(text: str) -> list[str]:
+    try:
+        return parse_detectors(text)
+    except ValueError as exc:  # argparse shows an ArgumentTypeError's own words
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m grounded_sam.bench",
@@ -27,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
             "run, and refinement. Prints a table and writes JSON."
         ),
     )
-    parser.add_argument("--detectors", type=parse_detectors, default=None, metavar="NAMES",
+    parser.add_argument("--detectors", type=_detectors, default=None, metavar="NAMES",
                         help="Compare these detectors instead (comma-separated registry names, or 'all'): seconds "
                              "per image of each (+ SAM2 where it needs one) on the same image, side by side. The "
                              "folder run and refinement are not part of it.")
@@ -70,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             work_dir=args.work_dir or default_work_dir(), folder_images=args.folder_images, threads=args.threads,
             refinement_clicks=args.refinement_clicks,
         )
-        save = lambda partial: write_report(partial, args.out)  # noqa: E731
+
+        def save(partial: dict) -> None:  # after each scenario: an interrupted run keeps what it measured
+            write_report(partial, args.out)
+
         if args.detectors:
             report = run_detector_benchmark(config, args.detectors, on_scenario=save)
         else:

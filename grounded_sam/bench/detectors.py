@@ -33,7 +33,7 @@ import supervision as sv
 from grounded_sam.bench.models import build_atomically, random_florence, random_sam2, stamp_matches
 from grounded_sam.bench.scenarios import Scenario
 from grounded_sam.errors import GroundedSamError
-from grounded_sam.models.registry import DETECTORS, DEFAULT_SEGMENTER
+from grounded_sam.models.registry import DEFAULT_SEGMENTER, DETECTORS
 
 logger = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ def _row(entry: DetectorEntry, scenario: Scenario, image: Path, shape: tuple[int
 def format_detector_table(report: dict[str, Any]) -> str:
     """The comparison as Markdown tables, one per scenario and image."""
     settings, machine = report["settings"], report["machine"]
-    lines = [f"Detectors side by side on {machine['device']} ({machine['cpu']}, {machine['torch_threads']} torch threads, "
-             f"{machine['precision']}), preset {settings['preset']}, medians of {settings['repeats']} rounds"]
+    lines = [(f"Detectors side by side on {machine['device']} ({machine['cpu']}, {machine['torch_threads']} torch "
+              f"threads, {machine['precision']}), preset {settings['preset']}, medians of {settings['repeats']} rounds")]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in report["detectors"]:
         groups.setdefault((row["scenario"], row["image"]), []).append(row)

@@ -37,12 +37,12 @@ def measure_refinement(
         ``{"status": "not available yet", "reason"}``.
     """
     try:
+        from grounded_sam.editing.refiners import refiner_for
         from grounded_sam.editing.session import LabelSession
-        from grounded_sam.models.sam2.refiner import Sam2Refiner
     except ImportError as exc:
         return {"status": NOT_AVAILABLE, "reason": f"grounded_sam.editing.session cannot be imported ({exc})"}
     try:
-        refiner = Sam2Refiner(pipe.segmenter)
+        refiner = refiner_for(pipe)  # attached before the run, so the run's image encoding serves the clicks
         detections = pipe(rgb, list(categories))
         if len(detections) == 0:
             return {"status": NOT_AVAILABLE, "reason": "the automatic run found no objects to click on"}
