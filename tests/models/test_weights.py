@@ -534,3 +534,16 @@ def test_sam3_is_registered_as_gated_and_its_missing_weights_say_how_to_get_them
     message = str(info.value)
     assert "sam3 (facebook/sam3, SAM License) is a gated model" in message
     assert "https://huggingface.co/facebook/sam3" in message and "huggingface-cli login" in message
+
+
+def test_detector_family_of_a_name_or_folder_reads_no_weights(tiny_models, tmp_path) -> None:
+    from grounded_sam.errors import ModelLoadError, UnknownModelError
+    from grounded_sam.models.weights import detector_family
+
+    assert detector_family("sam3") == "sam3" and detector_family("owlv2-base") == "owlv2"
+    assert detector_family(tiny_models["sam3_scripted"]) == "sam3"  # a sam3_video checkpoint, as facebook/sam3
+    assert detector_family(str(tiny_models["grounding_dino"])) == "grounding-dino"
+    with pytest.raises(UnknownModelError, match="florence-3"):
+        detector_family("florence-3")
+    with pytest.raises(ModelLoadError, match="config.json"):
+        detector_family(tmp_path / "empty-folder")
