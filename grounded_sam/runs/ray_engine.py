@@ -30,7 +30,7 @@ import pickle
 import signal
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,17 +86,18 @@ class WorkerPlan:
 
 def plan_workers(
     resources: Mapping[str, float], *, workers: int | None = None, gpus_per_worker: float | None = None,
-    threads_per_worker: int | None = None, device: str = "auto",
+    threads_per_worker: int | None = None, device: str = "auto", nodes: Sequence[Mapping[str, float]] = (),
 ) -> WorkerPlan:
     """Sizes the actor pool from what the cluster has (``ray.cluster_resources()``).
 
     A quarter of the CPUs (at least half of one) is left to Ray Data's own tasks: a pool that asks for
     every CPU starves them and the dataset stalls. With GPUs (and a device that may use them), one
     worker per ``gpus_per_worker`` GPUs (default 1); on CPUs only, one worker per
-    :data:`CPU_CORES_PER_WORKER` cores left.
+    :data:`CPU_CORES_PER_WORKER` cores left. A worker's ask always fits on one node.
 
     Args:
-        resources: ``{"CPU": n, "GPU": m, ...}``.
+        resources: ``{"CPU": n, "GPU": m, ...}``, the whole cluster's.
+        nodes: Each live node's resources; empty: one node holding ``resources``.
         workers: Actors wanted; None: as many as the cluster holds.
         gpus_per_worker: GPUs per actor; None: 1 where the cluster has GPUs and ``device`` may use
             them, else 0.
@@ -112,22 +113,25 @@ def plan_workers(
     cpus, gpus = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
     if cpus <= 0:
         raise EngineError(f"The Ray cluster has no CPUs (it reports {dict(resources)}). Start its nodes with CPUs.")
+    nodes = list(nodes) or [resources]
     spare = cpus - max(0.5, cpus / 4)
+    largest = max(float(node.get("CPU", 0.0)) for node in nodes)
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if gpus > 0 and device.split(":")[0] not in ("cpu", "mps") else 0.0
     if gpus_per_worker > 0:
-        fit = int(gpus // gpus_per_worker)
+        fit = sum(int(float(node.get("GPU", 0.0)) // gpus_per_worker) for node in nodes)  # a worker's GPUs: one node's
         workers = workers or fit
         if fit < 1 or workers > fit:
             raise EngineError(
                 f"{workers or 1} worker(s) x {gpus_per_worker:g} GPU need {(workers or 1) * gpus_per_worker:g} GPUs, but "
-                f"the Ray cluster has {gpus:g}. Ask for fewer --workers or --gpus-per-worker, add GPU nodes, or use "
-                "--gpus-per-worker 0 to run on CPUs."
+                f"the Ray cluster has {gpus:g} ({fit} such worker(s) fit on its nodes). Ask for fewer --workers or "
+                "--gpus-per-worker, add GPU nodes, or use --gpus-per-worker 0 to run on CPUs."
             )
         per_worker = min(float(CPU_CORES_PER_WORKER), spare / workers)
     else:
         workers = workers or max(1, int(spare // CPU_CORES_PER_WORKER))
         per_worker = spare / workers
+    per_worker = min(per_worker, largest - max(0.5, largest / 4))  # schedulable on one node, leaving it Ray Data's share
     per_worker = math.floor(per_worker * 100) / 100  # a round ask; never more than is spare
     threads = threads_per_worker or max(1, int(per_worker))
     return WorkerPlan(workers, per_worker, float(gpus_per_worker), threads)
@@ -334,6 +338,7 @@ class RayEngine:
         self.plan = plan_workers(
             ray.cluster_resources(), workers=self.workers, gpus_per_worker=self.gpus_per_worker,
             threads_per_worker=self.threads_per_worker, device=str(getattr(pipe, "device", "auto")),
+            nodes=[node["Resources"] for node in ray.nodes() if node.get("Alive")],
         )
         logger.info("Ray engine: %s", self.plan.describe())
 

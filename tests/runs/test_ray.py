@@ -56,6 +56,8 @@ RUN = {"formats": "all", "plot": True}
         ({"CPU": 32, "GPU": 4}, {"gpus_per_worker": 2}, WorkerPlan(2, 2.0, 2.0, 2)),
         ({"CPU": 8, "GPU": 2}, {"device": "cpu"}, WorkerPlan(3, 2.0, 0.0, 2)),
         ({"CPU": 4, "GPU": 1}, {"workers": 1, "threads_per_worker": 3}, WorkerPlan(1, 2.0, 1.0, 3)),
+        # Two 4-CPU nodes: one worker still fits on one node.
+        ({"CPU": 8}, {"workers": 1, "nodes": [{"CPU": 4}, {"CPU": 4}]}, WorkerPlan(1, 3.0, 0.0, 3)),
     ],
 )
 def test_plan_workers_sizes_the_pool_from_the_cluster(resources, kwargs, plan):
@@ -66,6 +68,9 @@ def test_plan_workers_sizes_the_pool_from_the_cluster(resources, kwargs, plan):
     ("resources", "kwargs", "error", "message"),
     [
         ({"CPU": 8, "GPU": 1}, {"workers": 2}, EngineError, "need 2 GPUs, but the Ray cluster has 1"),
+        # Two GPUs per worker on nodes of three: one such worker per node, not three.
+        ({"CPU": 16, "GPU": 6}, {"workers": 3, "gpus_per_worker": 2,
+                                 "nodes": [{"CPU": 8, "GPU": 3}, {"CPU": 8, "GPU": 3}]}, EngineError, r"\(2 such"),
         ({"CPU": 8}, {"gpus_per_worker": 1}, EngineError, "the Ray cluster has 0"),
         ({"GPU": 1}, {}, EngineError, "has no CPUs"),
         ({"CPU": 8}, {"workers": 0}, OptionError, "--workers must be >= 1"),
