@@ -65,3 +65,7 @@ class EditError(GroundedSamError, ValueError):
 
 class EngineError(GroundedSamError, RuntimeError):
     """A run engine cannot run: Ray is not installed, its cluster cannot be reached, or its workers cannot start."""
+
+
+class DiskFullError(GroundedSamError, OSError):
+    """The output folder's disk (or quota) is full: the run stopped, keeping what it finished; free space and resume."""

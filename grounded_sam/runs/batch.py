@@ -21,6 +21,7 @@ JSON files one image at a time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -35,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from grounded_sam.categories import Categories, CategoriesLike, parse_categories
-from grounded_sam.errors import GroundedSamError, InputError
+from grounded_sam.errors import DiskFullError, GroundedSamError, InputError
 from grounded_sam.export.base import ImageRecord, LabeledImage, OutputWriter
 from grounded_sam.export.formats import build_writers, parse_formats
 from grounded_sam.inputs.images import IMAGE_EXTENSIONS, is_image_path, load_image
@@ -277,6 +278,28 @@ class Labeled:
     worker: str | None = None
 
 
+#: What a full disk (or a full quota) raises: no other image would fare better, so the run stops.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True if ``exc`` (or what it was raised from) says the disk or the quota is full."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def stopped_by_full_disk(action: str, exc: BaseException) -> DiskFullError:
+    """The error that stops a run whose disk filled up while ``action`` (e.g. "writing x.jpg's outputs")."""
+    reason = getattr(exc, "strerror", None) or exc
+    return DiskFullError(
+        f"The disk is full: {action} failed ({reason}). The run stopped; the images done so far are complete. "
+        "Free space where the outputs go and run the same command again: it resumes where it stopped."
+    )
+
+
 def describe_failure(exc: BaseException) -> tuple[str, str | None]:
     """``(error, traceback)`` of one image's failure: a user-fixable error is its message alone; anything
     else is named by its type and keeps its traceback for the log (call inside the ``except`` block)."""
@@ -453,8 +476,14 @@ class _Loop:
                 for writer in self.writers:
                     written.extend(writer.write(item))
                 outcome.ok, outcome.num_detections = True, len(labeled.detections)
-            except Exception as exc:  # noqa: BLE001 - as in label_one: this image only
-                # A writer's failure (a full disk for one file, a bug on an odd mask) costs this image only.
+            except Exception as exc:  # as in label_one: this image only
+                if disk_full(exc):
+                    # Every later image would fail the same way: stop here. This image's files go and it gets
+                    # no manifest line, so the next run (after space is freed) labels it again.
+                    for path in written:
+                        Path(path).unlink(missing_ok=True)
+                    raise stopped_by_full_disk(f"writing {image.path.name}'s outputs", exc) from exc
+                # A writer's failure (a bug on an odd mask, a file it cannot create) costs this image only.
                 error, trace = describe_failure(exc)
         if not outcome.ok:
             outcome.error = error
@@ -474,7 +503,14 @@ class _Loop:
                 self.records.append(record)
         else:
             self._remove_stale(job.previous, record)
-            self.manifest.record(record)  # last: the line promises every output above is complete
+            try:
+                self.manifest.record(record)  # last: the line promises every output above is complete
+            except OSError as exc:
+                if not disk_full(exc):
+                    raise
+                for path in written:  # without its line the image is labeled again on resume: drop its files
+                    Path(path).unlink(missing_ok=True)
+                raise stopped_by_full_disk(f"recording {image.path.name} in the manifest", exc) from exc
         return outcome
 
     def _relative(self, path: Path) -> str:
@@ -615,6 +651,8 @@ def run_labeling(
         InputError: An input is missing, or there are no images.
         OptionError: An unknown format, overlap mode or COCO mask mode.
         OutputFolderError: ``out_dir`` holds a run with other settings, or files it cannot account for.
+        DiskFullError: The disk filled up: the run stopped after the images it completed (each whole, in the
+            manifest); after freeing space the same call resumes.
     """
     from grounded_sam.export.coco import check_coco_masks
     from grounded_sam.export.overlap import check_overlap_mode
@@ -656,10 +694,25 @@ def run_labeling(
                 # The images in progress are abandoned: their files are whole (atomic writes) and, with
                 # no manifest line, they are labeled again on the next run.
                 summary.interrupted = True
+            except DiskFullError:
+                summary.interrupted = True
+                _finish_if_space(writers, manifest, summary)
+                raise
         finally:
             engine.close()
         finish_run(writers, manifest, summary, "images")
     return summary
+
+
+def _finish_if_space(writers: Sequence[OutputWriter], manifest: Any, summary: BatchSummary) -> None:
+    """Tries the dataset-level files after a full disk stopped the run; each is written atomically, so one that
+    does not fit leaves the earlier version (or none) in place, never half a file."""
+    try:
+        finish_run(writers, manifest, summary, "images")
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        logger.warning("No space for the dataset-level files either (%s); the next run writes them", exc)
 
 
 def finish_run(writers: Sequence[OutputWriter], manifest: Any, summary: BatchSummary, unit: str) -> None:

@@ -172,9 +172,20 @@ class Manifest:
         """
         line = json.dumps({"kind": "image", **record.to_dict()}) + "\n"
         with _interrupts_deferred():
-            self._handle.write(line.encode("utf-8"))
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            fd = self._handle.fileno()
+            end = os.fstat(fd).st_size
+            try:
+                # Straight to the file (no buffer that could hold on to half a line after a failure).
+                data = line.encode("utf-8")
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            except OSError:
+                # A full disk may have taken part of the line: cut it off, or the next line would be glued to it.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise
             self._records[record.source] = record
 
 
