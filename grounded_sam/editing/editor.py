@@ -47,6 +47,8 @@ EDIT_MODES: tuple[str, ...] = (SELECT, GROW, SHRINK, ADD_POINT, ADD_BOX)
 KEEP_OVERLAYS = 8
 #: Default bound on live editors (each holds its image, masks and undo history).
 DEFAULT_MAX_EDITORS = 32
+#: Default bound on the bytes live editors hold (images, masks, undo history), whatever their number.
+DEFAULT_MAX_EDITOR_BYTES = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,11 @@ class Editor:
     @property
     def released(self) -> bool:
         return self._session is None
+
+    def nbytes(self) -> int:
+        """Bytes of the image, masks and undo history held (0 once released)."""
+        session = self._session
+        return 0 if session is None else session.nbytes()
 
     def release(self) -> None:
         """Drops the image, masks, history and caches (the files written stay until jobs are cleaned)."""
@@ -383,16 +390,20 @@ def _check_mode(mode: str) -> None:
 
 
 class EditorRegistry:
-    """The live editors, one per browser session, at most ``max_editors`` (least recently used released first).
+    """The live editors, one per browser session, bounded in number and in bytes (least recently used released first).
 
     Args:
         max_editors: Bound on live editors; the oldest is released when a new one would exceed it.
+        max_bytes: Bound on the bytes they hold (:meth:`Editor.nbytes`: images, masks, undo history), checked when
+            an editor is added or used; the least recently used go first, never the one just added or used.
     """
 
-    def __init__(self, max_editors: int = DEFAULT_MAX_EDITORS) -> None:
+    def __init__(self, max_editors: int = DEFAULT_MAX_EDITORS, max_bytes: int = DEFAULT_MAX_EDITOR_BYTES) -> None:
         if max_editors < 1:
             raise ValueError(f"max_editors must be >= 1, but got {max_editors}")
-        self.max_editors = max_editors
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, but got {max_bytes}")
+        self.max_editors, self.max_bytes = max_editors, max_bytes
         self._editors: OrderedDict[str, Editor] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -402,8 +413,14 @@ class EditorRegistry:
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._editors
 
+    def nbytes(self) -> int:
+        """Bytes held by the live editors."""
+        with self._lock:
+            editors = list(self._editors.values())
+        return sum(editor.nbytes() for editor in editors)
+
     def add(self, session_id: str, editor: Editor) -> None:
-        """Makes ``editor`` the session's (releasing its previous one), then enforces the bound."""
+        """Makes ``editor`` the session's (releasing its previous one), then enforces the bounds."""
         released: list[Editor] = []
         with self._lock:
             previous = self._editors.pop(session_id, None)
@@ -413,14 +430,30 @@ class EditorRegistry:
             while len(self._editors) > self.max_editors:
                 _, oldest = self._editors.popitem(last=False)
                 released.append(oldest)
+            released.extend(self._over_bytes())
         for old in released:
             old.release()
 
     def touch(self, session_id: str) -> None:
-        """Marks the session's editor as just used."""
+        """Marks the session's editor as just used (its edits may have grown it: the byte bound is checked)."""
+        released: list[Editor] = []
         with self._lock:
             if session_id in self._editors:
                 self._editors.move_to_end(session_id)
+                released = self._over_bytes()
+        for old in released:
+            old.release()
+
+    def _over_bytes(self) -> list[Editor]:
+        """Takes out the least recently used editors until the rest fit in ``max_bytes`` (call with the lock held)."""
+        sizes = {key: editor.nbytes() for key, editor in self._editors.items()}
+        total, released = sum(sizes.values()), []
+        while total > self.max_bytes and len(self._editors) > 1:
+            key, oldest = self._editors.popitem(last=False)
+            total -= sizes[key]
+            released.append(oldest)
+            logger.info("Released the least recently used editor to stay within %d MB", self.max_bytes >> 20)
+        return released
 
     def release(self, session_id: str) -> bool:
         """Releases the session's editor; False when it had none."""

@@ -178,6 +178,16 @@ class LabelSession:
         """The automatic result Reset returns to: its objects and classes."""
         return list(self._initial), list(self._initial_classes)
 
+    def nbytes(self) -> int:
+        """Bytes this session holds: the image and every distinct mask (now, the automatic result, undo and redo)."""
+        masks: dict[int, int] = {}
+        groups = [self.objects, self._initial, *(objects for objects, _ in self._undo),
+                  *(objects for objects, _ in self._redo)]
+        for group in groups:
+            for obj in group:
+                masks[id(obj.mask)] = obj.mask.nbytes
+        return self.image.nbytes + sum(masks.values())
+
     # ------------------------------------------------------------------ history
 
     def _checkpoint(self) -> None:

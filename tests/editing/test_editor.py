@@ -216,3 +216,29 @@ def test_two_sessions_clicking_at_once_keep_their_own_images(pipe, refiner, truc
 def test_the_modes_a_page_offers() -> None:
     assert EDIT_MODES == ("Select", "+ point (grow)", "- point (shrink)", "New object: point",
                           "New object: box (click two corners)")
+
+
+def test_the_registry_stays_within_its_bytes_releasing_the_least_recently_used(editor) -> None:
+    def twin() -> Editor:
+        return Editor(LabelSession(editor.session.refiner, editor.session.image.copy(), editor.detections(),
+                                   editor.view().class_names), editor.folder, "truck.jpg", "truck")
+
+    one = twin()
+    size = one.nbytes()
+    assert size >= one.session.image.nbytes + sum(o.mask.nbytes for o in one.session.objects)
+    registry = EditorRegistry(max_editors=10, max_bytes=int(size * 2.5))
+    first, second, third = one, twin(), twin()
+    registry.add("a", first)
+    registry.add("b", second)
+    registry.touch("a")
+    registry.add("c", third)  # three do not fit: "b" was used least recently
+    assert second.released and not first.released and not third.released
+    assert registry.nbytes() <= registry.max_bytes
+
+    # Edits grow an editor (its undo history keeps the old masks), so using one checks the bound again.
+    registry.max_bytes = first.nbytes() + third.nbytes() - 1
+    registry.touch("a")
+    assert third.released and not first.released  # never the editor just used
+    assert EditorRegistry(max_bytes=0).max_bytes == 0
+    with pytest.raises(ValueError, match="max_bytes"):
+        EditorRegistry(max_bytes=-1)
