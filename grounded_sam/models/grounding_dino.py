@@ -8,19 +8,18 @@ categories; more categories are split into several queries, run ``query_batch_si
 
 What is reused: the Swin backbone runs once per image, whatever the number of queries.
 transformers' ``GroundingDinoModel.forward`` takes no precomputed image features, so the detector
-swaps the model's backbone module for :func:`shared_backbone`'s (the same submodules and weights),
-which, inside ``encoded(...)``, hands every row of every batch the image's feature maps computed once.
+puts a :class:`~grounded_sam.models.grounding_dino_backbone.SharedBackbone` (the same submodules and
+weights) in place of the model's backbone, which hands every row of every batch the image's feature maps
+computed once.
 The deformable encoder and decoder still run per query: the encoder fuses each query's text into the
 image features, so its outputs cannot be shared.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -140,47 +139,6 @@ def grounding_dino_to_detections(
     return scored_detections(xyxy, class_id, score, class_names)
 
 
-@functools.cache
-def _shared_backbone_class() -> type:
-    """transformers' ``GroundingDinoConvModel`` (backbone + position embedding) that can reuse one image's output."""
-    from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoConvModel
-
-    class SharedBackbone(GroundingDinoConvModel):
-        """Inside :meth:`encoded`, every forward returns the image's feature maps, expanded over the batch."""
-
-        _features: Any = None
-
-        @contextmanager
-        def encoded(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> Iterator[None]:
-            """Runs the backbone on one image ((1, 3, H, W) and its (1, H, W) mask) for the forwards inside."""
-            self._features = (tuple(pixel_values.shape[-2:]), super().forward(pixel_values, pixel_mask))
-            try:
-                yield
-            finally:
-                self._features = None
-
-        def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> Any:
-            if self._features is None:
-                return super().forward(pixel_values, pixel_mask)
-            size, (maps, positions) = self._features
-            if tuple(pixel_values.shape[-2:]) != size:
-                raise ValueError(f"Expected pixel values of the encoded image ({size}), but got {tuple(pixel_values.shape)}")
-            batch = pixel_values.shape[0]
-            return ([(m.expand(batch, *m.shape[1:]), k.expand(batch, *k.shape[1:])) for m, k in maps],
-                    [p.expand(batch, *p.shape[1:]) for p in positions])
-
-    return SharedBackbone
-
-
-def shared_backbone(backbone: Any) -> Any:
-    """A drop-in for a Grounding DINO model's ``model.backbone`` that runs once per image inside ``encoded(...)``.
-
-    It holds the same ``conv_encoder`` and ``position_embedding`` modules (so the same weights and
-    state-dict names); outside ``encoded`` it is transformers' backbone unchanged.
-    """
-    return _shared_backbone_class()(backbone.conv_encoder, backbone.position_embedding)
-
-
 class GroundingDinoDetector(NativeDetector):
     """Finds scored boxes for category prompts with Grounding DINO.
 
@@ -206,7 +164,9 @@ class GroundingDinoDetector(NativeDetector):
         super().__init__(model, processor, device)
         self.box_threshold = box_threshold
         self.query_batch_size = query_batch_size
-        model.model.backbone = shared_backbone(model.model.backbone)
+        from grounded_sam.models.grounding_dino_backbone import share_backbone
+
+        share_backbone(model)
         self._lock = threading.Lock()  # the backbone holds the image being detected in
         tokenizer = processor.tokenizer
         self._cls, self._sep = int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
