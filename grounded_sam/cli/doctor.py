@@ -193,8 +193,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"Device     {device['requested']}: {device['error']}")
     else:
         auto = f" (auto would pick {device['auto']})" if device["auto"] not in (None, device["resolved"]) else ""
-        lines.append(f"Device     {device['requested']} -> {device['resolved']}{auto}, {device['precision']}, "
-                     f"SAM2 boxes per decoder call: {device['box_chunk_size']}")
+        lines.append(f"Device     {device['requested']} -> {device['resolved']}{auto}, {device['precision']} "
+                     f"(--precision auto), SAM2 boxes per decoder call: {device['box_chunk_size']}")
+    if not torch_info["error"]:
+        cpu_bf16 = device.get("cpu_bf16")
+        lines.append("CPU bf16   " + (f"yes ({cpu_bf16}): bf16 autocast runs natively on this CPU" if cpu_bf16 else
+                                      "no AMX or AVX-512 BF16: the CPU runs fp32 (bf16 would be emulated, slower)"))
     ext = report["sam2_extension"]
     lines.append(f"SAM2 ext   sam2._C {'built' if ext['built'] else 'not built'}"
                  + ("" if ext["built"] else f" ({ext['error']}); {ext['impact']}"))
@@ -278,19 +282,26 @@ def _torch_report() -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _device_report(device: str, torch_info: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"requested": device, "resolved": None, "auto": None, "bf16": False, "precision": None,
-                            "box_chunk_size": None, "error": None}
+                            "cpu_bf16": None, "box_chunk_size": None, "error": None}
     if torch_info["error"]:
         info["error"] = "no device can be chosen without torch."
         return info
-    from grounded_sam.models.devices import bf16_supported, default_box_chunk_size, resolve_device
+    from grounded_sam.models.devices import (
+        auto_precision, bf16_supported, cpu_bf16_feature, default_box_chunk_size, resolve_device,
+    )
 
     try:
         info["auto"] = str(resolve_device("auto"))
     except Exception as exc:  # noqa: BLE001 - CUDA initialisation errors surface here; reported below if they matter
         logger.debug("resolve_device('auto') failed: %s", exc)
     try:
+        info["cpu_bf16"] = cpu_bf16_feature()
+    except Exception as exc:  # noqa: BLE001 - feature detection must never stop the report
+        logger.debug("CPU bf16 detection failed: %s", exc)
+    try:
         resolved = resolve_device(device)
         info["bf16"] = bool(bf16_supported(resolved))
+        picked = auto_precision(resolved)
     except GroundedSamError as exc:
         info["error"] = str(exc)
         return info
@@ -298,7 +309,7 @@ def _device_report(device: str, torch_info: dict[str, Any]) -> dict[str, Any]:
         info["error"] = f"Device {device!r} cannot be used: {type(exc).__name__}: {exc}"
         return info
     info["resolved"] = str(resolved)
-    info["precision"] = "bf16 autocast" if info["bf16"] else "fp32"
+    info["precision"] = "bf16 autocast" if picked == "bf16" else "fp32"
     info["box_chunk_size"] = default_box_chunk_size(resolved)
     return info
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from grounded_sam.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
-from grounded_sam.models.devices import DEVICE_CHOICES
+from grounded_sam.models.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, DETECTORS, SEGMENTERS
 from grounded_sam.pipeline.postprocess import NMS_MODES
 
@@ -35,6 +35,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--segmenter-model", default=DEFAULT_SEGMENTER, metavar="NAME_OR_PATH",
                         help=f"SAM2: {', '.join(SEGMENTERS)} or a local .pt (default {DEFAULT_SEGMENTER}).")
     models.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto).")
+    models.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="auto (default): bf16 autocast on CUDA GPUs with bf16 and on CPUs with AMX or AVX-512 BF16 "
+                             "(see `doctor`), fp32 elsewhere; fp32 or bf16 force one. Recorded in the manifest: a run "
+                             "resumes only with the same precision.")
     pipeline = parser.add_argument_group("pipeline")
     pipeline.add_argument("--min-score", type=float, default=0.0,
                           help="Drop masks whose SAM2 predicted IoU is below this (default 0: keep all); with "
@@ -62,7 +66,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Any:
     return GroundedSAM2(
         args.detector_model, args.segmenter_model, args.device, min_score=args.min_score, nms=args.nms,
         nms_iou=args.nms_iou, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-        box_chunk_size=args.box_chunk_size,
+        box_chunk_size=args.box_chunk_size, precision=args.precision,
     )
 
 

@@ -21,6 +21,7 @@ from grounded_sam.categories import Categories, CategoriesLike, parse_categories
 from grounded_sam.detections import empty_detections
 from grounded_sam.errors import OptionError
 from grounded_sam.inputs.images import ImageSource, load_image
+from grounded_sam.models.devices import precision_scope
 from grounded_sam.models.loading import load_detector, load_segmenter, load_video_propagator
 from grounded_sam.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 from grounded_sam.pipeline.options import PipelineOptions, PipelineSettings, StageTimes
@@ -43,7 +44,7 @@ class GroundedSAM2:
         segmenter: Registry name (``sam2.1-hiera-*``) or a local ``.pt`` checkpoint.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         models_dir: Where local weights live; defaults to the project's ``models/``.
-        **options: Fields of :class:`PipelineOptions` (``min_score``, ``nms``, ...).
+        **options: Fields of :class:`PipelineOptions` (``min_score``, ``nms``, ``precision``...).
     """
 
     def __init__(
@@ -140,8 +141,12 @@ class GroundedSAM2:
         options = TrackingOptions(every=every, match_iou=match_iou)
         parsed = parse_categories(categories)
         frames = iter_frames(video, start_s=start_s, end_s=end_s, max_frames=max_frames)
-        yield from track_frames(frames, parsed, lambda rgb: self.predict(rgb, parsed),
-                                self.video_propagator.propagate, options)
+        precision = self.options.precision
+
+        def propagate(frames: list[Any], prompts: dict[int, Any]) -> Iterator[dict[int, Any]]:
+            return _scoped(self.video_propagator.propagate(frames, prompts), precision)
+
+        yield from track_frames(frames, parsed, lambda rgb: self.predict(rgb, parsed), propagate, options)
 
     def predict(
         self,
@@ -171,14 +176,24 @@ class GroundedSAM2:
         height, width = rgb.shape[:2]
         times.load_image = time.perf_counter() - started
 
+        # The models are shared by every pipeline on the device: the precision is this call's, not theirs.
+        with precision_scope(options.precision):
+            detections = self._run_models(detector, rgb, parsed, options, times, prefix_allowed_tokens_fn)
+        return self._finish_timed(detections, parsed, options, (width, height), times)
+
+    def _run_models(self, detector: Any, rgb: Any, parsed: Categories, options: PipelineOptions, times: StageTimes,
+                    prefix_allowed_tokens_fn: Any) -> sv.Detections:
+        """Detector then SAM2 (or SAM 3 alone) on one (H, W, 3) uint8 RGB image, timing each into ``times``."""
+        height, width = rgb.shape[:2]
+        family = getattr(detector, "family", "florence2")
         if family == "sam3":  # one model: text -> masks and scores, no SAM2
             started = time.perf_counter()
             detections = detector.segment_text(rgb, parsed, min_score=options.min_score)
             times.segment = time.perf_counter() - started
-            return self._finish_timed(detections, parsed, options, (width, height), times)
+            return detections
 
         started = time.perf_counter()
-        if florence:
+        if family == "florence2":
             boxes = detector.detect(
                 rgb, parsed, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
                 prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
@@ -194,8 +209,7 @@ class GroundedSAM2:
         else:
             detections = self.segmenter.segment(rgb, boxes, box_chunk_size=options.box_chunk_size)
         times.segment = time.perf_counter() - started
-
-        return self._finish_timed(detections, parsed, options, (width, height), times)
+        return detections
 
     def _finish_timed(self, detections: sv.Detections, categories: Categories, options: PipelineOptions,
                       image_size: tuple[int, int], times: StageTimes) -> sv.Detections:
@@ -205,6 +219,17 @@ class GroundedSAM2:
         self.last_times = times
         detections.metadata["timings_s"] = times.as_dict()
         return detections
+
+
+def _scoped(iterator: Iterator[Any], precision: str) -> Iterator[Any]:
+    """Runs each step of ``iterator`` (a model's generator) at ``precision``, and nothing between the steps."""
+    while True:
+        with precision_scope(precision):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item
 
 
 def _finish(

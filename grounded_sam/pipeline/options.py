@@ -27,6 +27,9 @@ class PipelineOptions:
         max_new_tokens: Florence-2 generation budget per category. Other detectors ignore it.
         box_chunk_size: Boxes per SAM2 decoder call; ``None`` picks one for the device.
         min_box_side: Boxes thinner than this many pixels after clipping are dropped.
+        precision: ``"auto"`` (bf16 autocast where the device runs it natively and faster: CUDA GPUs with
+            bf16, CPUs with AMX or AVX-512 BF16; see :func:`~grounded_sam.models.devices.auto_precision`),
+            ``"fp32"`` or ``"bf16"``. Outputs keep their types whatever it is (masks bool, scores float32).
     """
 
     min_score: float = 0.0
@@ -36,8 +39,13 @@ class PipelineOptions:
     max_new_tokens: int = 512
     box_chunk_size: int | None = None
     min_box_side: float = 1.0
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        from grounded_sam.models.devices import check_precision
+
+        # Recorded as given in manifests and caches: normalise so "BF16" and "bf16" are one setting.
+        object.__setattr__(self, "precision", check_precision(self.precision))
         if not 0.0 <= self.min_score <= 1.0:
             raise OptionError(f"min_score must be within [0, 1], but got {self.min_score}")
         if self.nms not in NMS_MODES:

@@ -403,3 +403,18 @@ def test_label_engine_ray_writes_what_the_local_engine_writes(tiny_models, photo
     assert local_run.returncode == 0, local_run.stderr
     assert run_files(tmp_path / "A") == run_files(tmp_path / "B")
     assert manifest_lines(tmp_path / "A") == manifest_lines(tmp_path / "B")
+
+
+@pytest.mark.parametrize("command", ["label", "track"])
+def test_precision_option_reaches_the_pipeline(command, tmp_path):
+    from grounded_sam.cli.label import pipeline_from_args
+    from grounded_sam.cli.main import build_parser
+
+    parser = build_parser()
+    base = [command, str(tmp_path / "x.jpg"), "--categories", "truck", "--out", str(tmp_path / "out")]
+    assert pipeline_from_args(parser.parse_args(base)).settings().as_dict()["precision"] == "auto"
+    args = parser.parse_args([*base, "--precision", "bf16"])
+    assert pipeline_from_args(args).settings().as_dict()["precision"] == "bf16"
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args([*base, "--precision", "fp16"])
+    assert info.value.code == 2

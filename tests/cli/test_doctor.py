@@ -55,7 +55,9 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_weights_it_reports_cpu_missing_models_and_fails(no_gpu):
     report = collect_report()
     assert report["device"]["requested"] == "auto"
-    assert report["device"]["resolved"] == report["device"]["auto"] == "cpu" and report["device"]["bf16"] is False
+    assert report["device"]["resolved"] == report["device"]["auto"] == "cpu"
+    # bf16 is this CPU's (AVX-512 BF16 or AMX, or not); the suite pins auto to fp32 (tests/conftest.py).
+    assert report["device"]["bf16"] is (report["device"]["cpu_bf16"] is not None)
     assert report["device"]["precision"] == "fp32" and report["device"]["box_chunk_size"] >= 1
     assert [d["name"] for d in report["devices"]] == ["cpu"]
     assert report["torch"]["version"] and report["torch"]["cuda_available"] is False
@@ -241,6 +243,7 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setitem(sys.modules, "sam2._C", None)
+    monkeypatch.delenv("GROUNDED_SAM_AUTO_PRECISION", raising=False)  # the suite pins auto to fp32
 
 
 def test_gpu_is_listed_and_picked_by_auto_with_bf16(fake_gpu):
@@ -297,3 +300,23 @@ def test_a_detector_with_sam2_still_checks_the_segmenter(no_gpu, tiny_models, tm
     report = collect_report(tiny_models["grounding_dino"], tmp_path / "absent.pt")
     assert set(report["configured"]) == {"detector", "segmenter"} and report["segmenter_used"] is True
     assert not report["ok"] and any("segmenter" in p for p in report["problems"])
+
+
+@pytest.mark.parametrize(("flags", "line", "precision"), [
+    ({"avx512f", "avx512_bf16"}, "CPU bf16   yes (avx512_bf16)", "bf16 autocast"),
+    ({"amx_bf16", "avx512_bf16"}, "CPU bf16   yes (amx_bf16)", "bf16 autocast"),
+    ({"avx2"}, "CPU bf16   no AMX or AVX-512 BF16", "fp32"),
+])
+def test_cpu_bf16_support_and_what_auto_picks(no_gpu, monkeypatch: pytest.MonkeyPatch, flags, line, precision):
+    from grounded_sam.models import devices
+
+    monkeypatch.delenv("GROUNDED_SAM_AUTO_PRECISION", raising=False)
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: set(flags))
+    devices._cpu_bf16_feature.cache_clear()
+    try:
+        report = collect_report(check_hub=False)
+    finally:
+        devices._cpu_bf16_feature.cache_clear()
+    assert report["device"]["precision"] == precision
+    text = format_report(report)
+    assert line in text and f"cpu -> cpu, {precision} (--precision auto)" in text.replace("auto -> cpu", "cpu -> cpu")

@@ -9,13 +9,17 @@ import textwrap
 import pytest
 import torch
 
-from grounded_sam.errors import DeviceError, GroundedSamError
+from grounded_sam.errors import DeviceError, GroundedSamError, OptionError
 from grounded_sam.models import devices
 from grounded_sam.models.devices import (
+    auto_precision,
     bf16_supported,
+    current_precision,
     default_box_chunk_size,
     inference_context,
+    precision_scope,
     resolve_device,
+    resolve_precision,
 )
 
 
@@ -113,13 +117,113 @@ def test_default_box_chunk_size(device: torch.device, expected: int) -> None:
     assert default_box_chunk_size(device) == expected
 
 
-def test_bf16_not_supported_on_cpu() -> None:
-    assert bf16_supported(torch.device("cpu")) is False
+@pytest.fixture
+def cpu_flags(monkeypatch: pytest.MonkeyPatch):
+    """Sets the CPU's feature flags the detection sees (``cpu_flags({"avx512_bf16"})``), whatever this CPU has."""
+
+    monkeypatch.delenv(devices.AUTO_PRECISION_ENV, raising=False)  # the suite pins auto to fp32 (conftest)
+
+    def set_flags(flags: set[str]) -> None:
+        monkeypatch.setattr(devices, "_cpu_flags", lambda: set(flags))
+        devices._cpu_bf16_feature.cache_clear()
+
+    yield set_flags
+    devices._cpu_bf16_feature.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("flags", "feature"),
+    [
+        (set(), None),
+        ({"avx2", "avx512f"}, None),
+        ({"avx512f", "avx512_bf16"}, "avx512_bf16"),
+        ({"amx_bf16", "amx_tile", "avx512_bf16"}, "amx_bf16"),
+    ],
+)
+def test_cpu_bf16_detection_and_auto(cpu_flags, flags: set[str], feature: str | None) -> None:
+    cpu_flags(flags)
+    cpu = torch.device("cpu")
+    assert devices.cpu_bf16_feature() == feature
+    assert bf16_supported(cpu) is (feature is not None)
+    assert auto_precision(cpu) == ("bf16" if feature else "fp32")
+    assert resolve_precision("auto", cpu) == auto_precision(cpu)
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("BF16", cpu) == "bf16"  # asked for: runs (emulated where the CPU has no bf16)
+
+
+def test_cpu_flags_are_read_from_this_machine() -> None:
+    # The real detection runs without error and agrees with Linux's own list where there is one.
+    devices._cpu_bf16_feature.cache_clear()
+    feature = devices.cpu_bf16_feature()
+    assert feature in (None, *devices.CPU_BF16_FEATURES)
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags to compare with on this OS")
+    assert (feature is not None) == any(name in flags for name in devices.CPU_BF16_FEATURES)
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16"])
+def test_auto_can_be_pinned_by_the_environment(cpu_flags, monkeypatch: pytest.MonkeyPatch, forced: str) -> None:
+    cpu_flags({"avx512_bf16"} if forced == "fp32" else set())
+    monkeypatch.setenv(devices.AUTO_PRECISION_ENV, forced)
+    assert auto_precision(torch.device("cpu")) == forced
+    monkeypatch.setenv(devices.AUTO_PRECISION_ENV, "fp16")
+    with pytest.raises(OptionError, match="fp32 or bf16"):
+        auto_precision(torch.device("cpu"))
+
+
+def test_bf16_is_never_auto_on_mps_and_refused_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(devices.AUTO_PRECISION_ENV, raising=False)
+    assert auto_precision(torch.device("mps")) == "fp32"
+    with pytest.raises(DeviceError, match="fp32 or auto"):
+        resolve_precision("bf16", torch.device("mps"))
+
+
+def test_bf16_refused_on_a_gpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(devices.AUTO_PRECISION_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert auto_precision(torch.device("cuda")) == "fp32"
+    with pytest.raises(DeviceError, match="no bf16 support"):
+        resolve_precision("bf16", torch.device("cuda"))
+
+
+def test_unknown_precision_is_an_option_error() -> None:
+    with pytest.raises(OptionError, match="auto, fp32, bf16"):
+        resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(OptionError):
+        with precision_scope("half"):
+            pass
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("fp32", False), ("bf16", True)])
+def test_precision_scope_sets_cpu_autocast(precision: str, autocast: bool) -> None:
+    assert current_precision() == "auto"
+    with precision_scope(precision):
+        assert current_precision() == precision
+        with inference_context(torch.device("cpu")):
+            assert torch.is_autocast_enabled("cpu") is autocast
+            out = torch.ones(4, 3) @ torch.ones(3, 2)
+        assert out.dtype == (torch.bfloat16 if autocast else torch.float32)
+        with inference_context(torch.device("cpu"), "fp32"):  # an explicit precision wins
+            assert not torch.is_autocast_enabled("cpu")
+    assert current_precision() == "auto"
+
+
+def test_precision_scope_is_per_thread() -> None:
+    import threading
+
+    seen: list[str] = []
+    with precision_scope("bf16"):
+        thread = threading.Thread(target=lambda: seen.append(current_precision()))
+        thread.start()
+        thread.join()
+    assert seen == ["auto"]  # another thread (another request) keeps its own
 
 
 def test_inference_context_cpu_no_grad_no_autocast() -> None:
     weight = torch.ones(3, 3, requires_grad=True)
-    with inference_context(torch.device("cpu")):
+    with precision_scope("fp32"), inference_context(torch.device("cpu")):
         assert not torch.is_grad_enabled()
         assert torch.is_inference_mode_enabled()
         assert not torch.is_autocast_enabled("cpu")

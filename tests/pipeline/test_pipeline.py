@@ -163,3 +163,30 @@ def test_bad_options_are_option_errors(pipe, truck_rgb, options, message):
     with pytest.raises(OptionError, match=message) as info:
         pipe(truck_rgb, "truck", **options)
     assert isinstance(info.value, GroundedSamError)
+
+
+def test_bf16_keeps_output_types_and_stays_close_to_fp32(tiny_models, truck_rgb):
+    # The scripted detector emits the same boxes at any precision; SAM2's masks and scores move a little.
+    fp32 = GroundedSAM2(tiny_models["florence_scripted"], tiny_models["sam2"], device="cpu", nms="none", precision="fp32")
+    bf16 = GroundedSAM2(tiny_models["florence_scripted"], tiny_models["sam2"], device="cpu", nms="none", precision="bf16")
+    a, b = fp32(truck_rgb, "truck, tire"), bf16(truck_rgb, "truck, tire")
+    assert b.mask.dtype == bool and b.confidence.dtype == np.float32 and b.xyxy.dtype == np.float32
+    assert b.class_id.tolist() == a.class_id.tolist()
+    assert np.array_equal(a.xyxy, b.xyxy) or len(a) == len(b)
+    assert (a.mask == b.mask).mean() > 0.98
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=0.05)
+    assert (fp32.settings().as_dict()["precision"], bf16.settings().as_dict()["precision"]) == ("fp32", "bf16")
+
+
+def test_precision_is_the_calls_own_and_bad_ones_are_option_errors(pipe, truck_rgb):
+    from grounded_sam.errors import OptionError
+    from grounded_sam.models.devices import current_precision
+    from grounded_sam.pipeline.options import PipelineOptions
+
+    assert PipelineOptions(precision="BF16").precision == "bf16"
+    assert GroundedSAM2(device="cpu").settings().as_dict()["precision"] == "auto"
+    with pytest.raises(OptionError, match="precision must be one of auto, fp32, bf16"):
+        GroundedSAM2(device="cpu", precision="fp16")
+    with pytest.raises(OptionError, match="precision"):
+        pipe(truck_rgb, "truck", precision="int8")
+    assert current_precision() == "auto"  # nothing leaks out of a call

@@ -205,6 +205,28 @@ def test_other_settings_are_refused_unless_forced(tmp_path):
     assert not (out / "coco").exists() and (out / "voc" / "Annotations" / "a.xml").is_file()
 
 
+class PrecisionPipe(ShapesPipe):
+    """A ShapesPipe that records a GroundedSAM2's settings, with the precision given."""
+
+    def __init__(self, precision: str) -> None:
+        super().__init__()
+        self.precision = precision
+
+    def settings(self):
+        from grounded_sam.pipeline.options import PipelineOptions, PipelineSettings
+
+        return PipelineSettings("florence-2-base", "sam2.1-hiera-base-plus", "cpu", PipelineOptions(precision=self.precision))
+
+
+def test_another_precision_is_refused_on_resume(tmp_path):
+    write_image(tmp_path / "in" / "a.png", 1)
+    out = tmp_path / "out"
+    run_labeling(PrecisionPipe("fp32"), [tmp_path / "in"], "truck", out)
+    assert run_labeling(PrecisionPipe("fp32"), [tmp_path / "in"], "truck", out).skipped  # same precision resumes
+    with pytest.raises(OutputFolderError, match=r'precision: "fp32" -> "bf16"'):
+        run_labeling(PrecisionPipe("bf16"), [tmp_path / "in"], "truck", out)
+
+
 class InterruptingPipe(ShapesPipe):
     """Ctrl-C arrives while the model runs on the third image."""
 
