@@ -11,10 +11,12 @@ tab; :func:`grounded_sam.app.blocks.build_demo` puts them together. Gradio is im
 - ``video_job``: a video job without Gradio: the clip's caps, the run, a frame's objects, the summary, the zip.
 - ``image_result``: one image's result, without Gradio: the run, a redraw, its details, an editor of it.
 - ``options``: a request's raw values -> the pipeline, the annotator, the overlay style.
-- ``errors``: the one wrapper that turns a package error into the message a user reads.
+- ``errors``: the one wrapper that turns a package error into the message a user reads (any other failure into a
+  short message with an error id that the log holds too).
 - ``markup``: the HTML the app writes: the legend, the progress bars, the edit status.
-- ``queues``: the concurrency groups: the model queue (one at a time) and the edits'.
-- ``gpu``: ZeroGPU: ``spaces.GPU`` around every model call, sized by the work.
+- ``queues``: the concurrency groups: interactive model work, long jobs (batch, clip), and the edits'.
+- ``gate``: one model call at a time, interactive calls before a batch's next image.
+- ``gpu``: every model call through the gate, and ZeroGPU's ``spaces.GPU`` around it, sized by the work.
 - ``jobs``, ``settings``: job folders, batch inputs and a blocking run streamed item by item; the
   ``GROUNDED_SAM_*`` settings.
 
