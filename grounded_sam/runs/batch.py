@@ -27,7 +27,8 @@ import logging
 import os
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -308,7 +309,10 @@ def describe_failure(exc: BaseException) -> tuple[str, str | None]:
     return f"{type(exc).__name__}: {exc}", traceback.format_exc()
 
 
-def label_one(pipe: Any, path: Path, categories: Categories, *, keep_image: bool = True) -> Labeled:
+def label_one(
+    pipe: Any, path: Path, categories: Categories, *, keep_image: bool = True,
+    image: Callable[[], np.ndarray] | None = None,
+) -> Labeled:
     """Loads one image and runs the pipeline on it: the step every engine runs for every job.
 
     Args:
@@ -316,6 +320,8 @@ def label_one(pipe: Any, path: Path, categories: Categories, *, keep_image: bool
         path: The image file.
         categories: The run's parsed categories.
         keep_image: Keep the loaded RGB image in the result (an engine in another process drops it).
+        image: Returns the (H, W, 3) uint8 RGB image (e.g. a decode already under way on another
+            thread), raising what :func:`~grounded_sam.inputs.images.load_image` raises; default: load ``path`` now.
 
     Returns:
         The detections, or the failure: a failed image never raises (KeyboardInterrupt still does).
@@ -323,7 +329,7 @@ def label_one(pipe: Any, path: Path, categories: Categories, *, keep_image: bool
     started = time.perf_counter()
     labeled = Labeled()
     try:
-        rgb = load_image(path)
+        rgb = image() if image is not None else load_image(path)
         height, width = rgb.shape[:2]
         labeled.size = (width, height)
         labeled.detections = pipe(rgb, categories)
@@ -367,22 +373,51 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """The models in this process, one image at a time, in input order."""
+    """The models in this process, one image at a time, in input order.
+
+    Args:
+        prefetch: Decode (and shrink) the next image on a worker thread while the models run on this one,
+            so the models never wait for a file. False decodes each image just before its models run.
+    """
 
     name = "local"
+    prefetch = True  # a class default too: subclasses need not call __init__
+
+    def __init__(self, *, prefetch: bool = True) -> None:
+        self.prefetch = prefetch
 
     def start(self, pipe: Any) -> None:
         load_pipeline_models(pipe)
 
     def label(self, pipe: Any, categories: Categories, jobs: Iterable[LabelJob]) -> Iterator[tuple[LabelJob, Labeled]]:
-        for job in jobs:
-            yield job, label_one(pipe, job.image.path, categories)
+        if not self.prefetch:
+            for job in jobs:
+                yield job, label_one(pipe, job.image.path, categories)
+            return
+        # One image ahead at most: its decoded pixels are the only memory this costs.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grounded-sam-decode") as decoder:
+            upcoming = iter(jobs)
+            job = next(upcoming, None)
+            decoding = decoder.submit(load_image, job.image.path) if job is not None else None
+            try:
+                while job is not None and decoding is not None:
+                    current, decoded = job, decoding
+                    job = next(upcoming, None)
+                    decoding = decoder.submit(load_image, job.image.path) if job is not None else None
+                    yield current, label_one(pipe, current.image.path, categories, image=decoded.result)
+            finally:
+                if decoding is not None:  # a stop or Ctrl-C: the next image is not needed
+                    decoding.cancel()
 
     def close(self) -> None:
         pass
 
 
 # ------------------------------------------------------------------------------------ the loop
+
+#: Write each image's files on a writer thread while the models run on the next image (True), or in the
+#: loop's own thread before the next image starts (False: the sequential order, kept for comparison in tests).
+WRITE_AHEAD = True
 
 
 class _Loop:
@@ -416,29 +451,68 @@ class _Loop:
                 summary.interrupted = True
             return summary.interrupted
 
+        # An image's files are written (and its manifest line added) on one writer thread, in the order the
+        # images come back, while the models run on the next image: the write costs no model time.
+        writing: deque[tuple[int, Future[ImageOutcome]]] = deque()
+
+        def write(job: LabelJob, labeled: Labeled) -> None:
+            writing.append((job.index, writer.submit(self._finish, job, labeled)))
+
+        def settle() -> None:
+            """Waits for the images being written and reports them; a full disk (DiskFullError) raises here."""
+            while writing:
+                index, future = writing.popleft()
+                report(future.result(), index)
+
+        def more_to_do() -> bool:
+            return len(summary.outcomes) + len(writing) < total
+
         def jobs() -> Iterator[LabelJob]:
             for index, (image, stem) in enumerate(zip(images, stems)):
                 if stopped():
                     return
                 prepared = self._prepare(index, image, stem)
-                if isinstance(prepared, ImageOutcome):  # skipped, or unreadable
+                if isinstance(prepared, ImageOutcome):  # skipped
                     report(prepared, index)
+                elif isinstance(prepared, tuple):  # unreadable: recorded as failed, through the writer like the rest
+                    write(*prepared)
                 else:
                     yield prepared
 
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grounded-sam-writer")
         try:
             # closing(): a Stop or Ctrl-C between results still ends the engine's run (and its workers) now.
             with contextlib.closing(self.engine.label(self.pipe, self.categories, jobs())) as results:
                 for job, labeled in results:
-                    report(self._finish(job, labeled), job.index)
-                    if len(summary.outcomes) < total and stopped():
-                        break
+                    if WRITE_AHEAD:
+                        # The images before were written while the models ran on this one. Settle them first: a
+                        # full disk or a stop seen there ends the run before this image is written, as it would
+                        # have before this image was labeled (its result is dropped; a rerun labels it).
+                        settle()
+                        if more_to_do() and stopped():
+                            break
+                        write(job, labeled)
+                    else:
+                        write(job, labeled)
+                        settle()
+                        if more_to_do() and stopped():
+                            break
+            settle()
         finally:
+            # Ctrl-C or an error: the image being written is finished (atomic files, then its line) before the
+            # manifest closes, and counted if it made it; nothing is left running.
+            writer.shutdown(wait=True)
+            for index, future in writing:
+                if future.exception() is None:
+                    report(future.result(), index)
+                else:
+                    logger.warning("Writing an image's outputs failed while the run stopped: %s", future.exception())
             # An engine may return images out of order: the summary lists them in input order.
             summary.outcomes.sort(key=lambda outcome: position.get(id(outcome), total))
 
-    def _prepare(self, index: int, image: InputImage, stem: str) -> LabelJob | ImageOutcome:
-        """The job for an image, or its outcome when there is nothing to compute (done earlier, or unreadable)."""
+    def _prepare(self, index: int, image: InputImage, stem: str) -> LabelJob | ImageOutcome | tuple[LabelJob, Labeled]:
+        """The job for an image; its outcome when it was done earlier; or the job with its failure when the file
+        cannot be read (to be written, i.e. recorded, like any other result)."""
         started = time.perf_counter()
         key = source_key(image.path) if self.manifest is not None else str(image.path)
         job = LabelJob(index, image, stem, key, previous=self.manifest.previous(key) if self.manifest is not None else None)
@@ -449,7 +523,7 @@ class _Loop:
         except OSError as exc:
             error, trace = describe_failure(exc)
             job.prepare_s = time.perf_counter() - started
-            return self._finish(job, Labeled(error=error, trace=trace))
+            return job, Labeled(error=error, trace=trace)
         job.prepare_s = time.perf_counter() - started
         previous = job.previous
         # Done, unchanged, and its files still there (someone may have deleted some): skip it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -15,6 +17,7 @@ from grounded_sam.export.formats import parse_formats
 from grounded_sam.naming import sanitize_stem
 from grounded_sam.runs.batch import (
     InputImage,
+    LocalEngine,
     assign_stems,
     collect_images,
     label_images,
@@ -23,6 +26,7 @@ from grounded_sam.runs.batch import (
 from grounded_sam.runs.manifest import MANIFEST_NAME
 from tests.factories import whole_image
 from tests.fakes import ShapesPipe, write_image
+from tests.readers import manifest_lines
 
 
 def _png(path: Path, size=(16, 12)) -> Path:
@@ -348,3 +352,109 @@ def test_an_image_that_fails_halfway_leaves_no_files(tmp_path):
     summary = run_labeling(ShapesPipe(), [tmp_path / "in"], "truck", out, formats="yolo", extra_writers=[FailingWriter()])
     assert [o.ok for o in summary.outcomes] == [True, False] and "OSError: disk full" in summary.failed[0].error
     assert not [p for p in _tree(out) if "/2." in p or p.startswith("images/2") or p.startswith("labels/2")]
+
+
+# --------------------------------------------------------------------------- overlapped I/O
+
+
+def _sequential(monkeypatch: pytest.MonkeyPatch) -> LocalEngine:
+    """The loop as it ran before overlapping: decode, models, write, one after the other in one thread."""
+    from grounded_sam.runs import batch
+
+    monkeypatch.setattr(batch, "WRITE_AHEAD", False)
+    return LocalEngine(prefetch=False)
+
+
+def test_overlapped_run_writes_the_same_bytes_as_the_sequential_one(scripted_pipe, photos, tmp_path, monkeypatch):
+    from tests.readers import run_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("truck.jpg", "cars.jpg"):
+        (folder / name).write_bytes((photos / name).read_bytes())
+    write_image(folder / "small.png", key=3, size=(96, 64))
+    (folder / "broken.png").write_bytes(b"not a png")  # a failure in the middle keeps its place too
+    args = ([folder], "truck, tire")
+    overlapped = run_labeling(scripted_pipe, *args, tmp_path / "A", formats="all", plot=True)
+    with monkeypatch.context() as patch:
+        sequential = run_labeling(scripted_pipe, *args, tmp_path / "B", formats="all", plot=True,
+                                  engine=_sequential(patch))
+    assert [o.stem for o in overlapped.outcomes] == [o.stem for o in sequential.outcomes]
+    assert [o.ok for o in overlapped.outcomes] == [False, True, True, True]  # broken, cars, small, truck
+    assert run_files(tmp_path / "A") == run_files(tmp_path / "B")
+    assert manifest_lines(tmp_path / "A") == manifest_lines(tmp_path / "B")  # input order, line for line
+
+
+class HandshakePipe(ShapesPipe):
+    """Records which thread does what; image 2's model call is what image 1's write waits for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second_call = threading.Event()
+        self.threads: list[str] = []
+
+    def __call__(self, rgb, categories):
+        self.threads.append(threading.current_thread().name)
+        if self.calls == 1:
+            self.second_call.set()
+        return super().__call__(rgb, categories)
+
+
+class WaitingWriter(JsonLabelWriter):
+    """Writes image 1 only once the models have started on image 2 (which a sequential loop never does)."""
+
+    name = "waiting"
+
+    def __init__(self, out: Path, pipe: HandshakePipe) -> None:
+        super().__init__(out / "extra")
+        self.pipe, self.overlapped, self.threads = pipe, [], []
+
+    def write(self, item):
+        self.threads.append(threading.current_thread().name)
+        if item.stem == "1":
+            self.overlapped.append(self.pipe.second_call.wait(timeout=20))
+        return super().write(item)
+
+    def settings(self) -> dict:
+        return {}
+
+
+def test_files_are_written_while_the_next_image_is_labeled(tmp_path):
+    for key in range(1, 4):
+        write_image(tmp_path / "in" / f"{key}.png", key)
+    pipe = HandshakePipe()
+    writer = WaitingWriter(tmp_path / "out", pipe)
+    summary = run_labeling(pipe, [tmp_path / "in"], "truck", tmp_path / "out", extra_writers=[writer])
+    assert writer.overlapped == [True] and len(summary.labeled) == 3
+    assert set(writer.threads) == {"grounded-sam-writer_0"} and "grounded-sam-writer_0" not in pipe.threads
+    records = manifest_lines(tmp_path / "out")[1:]
+    assert [r["stem"] for r in records] == ["1", "2", "3"]
+
+
+def test_the_next_image_is_decoded_during_the_models_and_only_one_ahead(tmp_path, monkeypatch):
+    from grounded_sam.runs import batch
+
+    for key in range(1, 6):
+        write_image(tmp_path / "in" / f"{key}.png", key)
+    loads: list[tuple[str, str]] = []
+    real_load = batch.load_image
+
+    def recording_load(path):
+        loads.append((Path(path).stem, threading.current_thread().name))
+        return real_load(path)
+
+    monkeypatch.setattr(batch, "load_image", recording_load)
+    loaded_at_call: list[int] = []
+
+    class Pipe(ShapesPipe):
+        def __call__(self, rgb, categories):
+            time.sleep(0.05)  # the decode of the next image has time to start; it must not go further
+            loaded_at_call.append(len(loads))
+            return super().__call__(rgb, categories)
+
+    summary = label_images(Pipe(), collect_images([tmp_path / "in"]), "truck", [])
+    assert len(summary.labeled) == 5
+    assert [stem for stem, _ in loads] == ["1", "2", "3", "4", "5"]
+    assert {thread for _, thread in loads} == {"grounded-sam-decode_0"}
+    # While the models run on image k, image k+1 may be decoded too, never k+2: memory stays flat.
+    assert all(count <= min(k + 2, 5) for k, count in enumerate(loaded_at_call)), loaded_at_call
