@@ -21,12 +21,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grounded_sam.bench.floor import FloorSample, ModelFloor
 from grounded_sam.bench.folder import measure_folder
 from grounded_sam.bench.models import BenchModels, prepare_models
 from grounded_sam.bench.reference import ReferencePipeline
 from grounded_sam.bench.refinement import measure_refinement
 from grounded_sam.bench.scenarios import Scenario
+from grounded_sam.models.devices import precision_scope
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ class BenchConfig:
         folder_images: Images in the folder run (0 skips it).
         threads: ``torch.set_num_threads`` value; None keeps torch's default.
         refinement_clicks: Clicks timed by the refinement row (0 skips it).
+        precision: Our pipeline's ``--precision`` (``auto``, ``fp32``, ``bf16``). The reference runs the demo's
+            own precision (fp32 on CPUs, bf16 autocast on GPUs); the floor is measured at ours and, where that
+            is not fp32, at fp32 too (the targets compare with the fp32 floor).
+        gpu_folder_side: On a GPU, the long side in pixels of the images of the GPU table's folder run (0 skips it).
     """
 
     preset: str
@@ -64,8 +71,13 @@ class BenchConfig:
     folder_images: int = 6
     threads: int | None = None
     refinement_clicks: int = 3
+    precision: str = "auto"
+    gpu_folder_side: int = 1024
 
     def __post_init__(self) -> None:
+        from grounded_sam.models.devices import check_precision
+
+        object.__setattr__(self, "precision", check_precision(self.precision))
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, but got {self.repeats}")
         if self.folder_images < 0 or self.refinement_clicks < 0:
@@ -81,7 +93,7 @@ class BenchConfig:
             "preset": self.preset, "scenarios": [s.name for s in self.scenarios],
             "images": [str(p) for p in self.images], "repeats": self.repeats, "device": self.device,
             "weights": self.weights, "folder_images": self.folder_images, "threads": self.threads,
-            "refinement_clicks": self.refinement_clicks,
+            "refinement_clicks": self.refinement_clicks, "precision": self.precision,
         }
 
 
@@ -120,8 +132,8 @@ def run_benchmark(config: BenchConfig, on_scenario: Callable[[dict[str, Any]], N
     report: dict[str, Any] = {
         "benchmark": "grounded_sam.bench", "version": REPORT_VERSION,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(device), "settings": config.as_dict(), "results": [],
-        "folder": None, "refinement": None,
+        "machine": machine_info(device, config.precision), "settings": config.as_dict(), "results": [],
+        "folder": None, "refinement": None, "gpu": None,
     }
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=_ensure(config.work_dir)))
     load_samples: list[float | None] = []
@@ -168,9 +180,14 @@ def _run_scenario(
     from grounded_sam.models.loading import clear_model_cache
     from grounded_sam.pipeline import GroundedSAM2
 
+    from grounded_sam.models.devices import resolve_precision
+
     clear_model_cache()
     gc.collect()
-    pipe = GroundedSAM2(models.detector, models.segmenter, device=str(device))
+    pipe = GroundedSAM2(models.detector, models.segmenter, device=str(device), precision=config.precision)
+    ours_precision = resolve_precision(config.precision, device)
+    # The demo pattern autocasts to bf16 on GPUs only: on a CPU bf16 lowers our time, not the reference's.
+    reference_precision = "fp32" if device.type == "cpu" else "auto"
     started = time.perf_counter()
     detector = pipe.detector
     detector_load = time.perf_counter() - started
@@ -187,17 +204,21 @@ def _run_scenario(
         out_ours, out_ref = scratch / "ours", scratch / "reference"
         ours, ref = _Runs(), _Runs()
         floor_samples: list[FloorSample] = []
+        fp32_floor_samples: list[FloorSample] = []
         steps = {
             "ours": partial(_time_ours, pipe, image, names, out_ours, ours),
-            "reference": partial(_time_reference, reference, image, names, out_ref, ref),
-            "floor": partial(_time_floor, floor, image, names, floor_samples),
+            "reference": _at(reference_precision, partial(_time_reference, reference, image, names, out_ref, ref)),
+            "floor": _at(ours_precision, partial(_time_floor, floor, image, names, floor_samples)),
         }
+        if ours_precision != "fp32":
+            steps["floor_fp32"] = _at("fp32", partial(_time_floor, floor, image, names, fp32_floor_samples))
         order = list(steps)
         for name in order:  # warm-up, untimed
             steps[name]()
         ours.runs.clear()
         ref.runs.clear()
         floor_samples.clear()
+        fp32_floor_samples.clear()
         for round_index in range(config.repeats):
             shift = round_index % len(order)
             for name in order[shift:] + order[:shift]:
@@ -207,7 +228,11 @@ def _run_scenario(
                 "%s %s round %d/%d: ours %.2f s, reference %.2f s", scenario.name, Path(image).name,
                 round_index + 1, config.repeats, ours.runs[-1]["total"], ref.runs[-1]["total"],
             )
-        rows.append(_row(scenario, models, image, ours, ref, floor_samples, detector_load, segmenter_load))
+        row = _row(scenario, models, image, ours, ref, floor_samples, detector_load, segmenter_load)
+        fp32_floor = summarize_floor(fp32_floor_samples) if fp32_floor_samples else row["floor"]
+        row.update({"precision": ours_precision, "reference_precision": "fp32" if device.type == "cpu" else "demo",
+                    "floor_fp32": fp32_floor, "ratio_to_fp32_floor": row["ours"]["total_s"] / fp32_floor["total_s"]})
+        rows.append(row)
 
     if extras is not None:
         first_image = config.images[0]
@@ -217,9 +242,10 @@ def _run_scenario(
             # The floor is measured right before and after the run, so a change of machine load
             # between the rounds above and the folder run does not count as overhead.
             rgb = _load(first_image)
-            bracket = [floor.measure(rgb, names)]
-            result = measure_folder(pipe, first_image, names, config.folder_images, scratch, device)
-            bracket.append(floor.measure(rgb, names))
+            with precision_scope(ours_precision):
+                bracket = [floor.measure(rgb, names)]
+                result = measure_folder(pipe, first_image, names, config.folder_images, scratch, device)
+                bracket.append(floor.measure(rgb, names))
             floor_summary = summarize_floor(bracket)
             floor_total, floor_cpu = floor_summary["total_s"], floor_summary["total_cpu_s"]
             per_image = statistics.median(result.per_image_s) if result.per_image_s else float("nan")
@@ -232,9 +258,55 @@ def _run_scenario(
                 "overhead_vs_floor_cpu_time": (result.cpu_s / max(result.images, 1)) / floor_cpu - 1 if floor_cpu else None,
             }
         if config.refinement_clicks:
-            refinement = measure_refinement(pipe, _load(first_image), names, fresh, clicks=config.refinement_clicks)
+            with precision_scope(ours_precision):  # the clicks run at the pipeline's precision
+                refinement = measure_refinement(pipe, _load(first_image), names, fresh, clicks=config.refinement_clicks)
             extras["refinement"] = {"scenario": scenario.name, "image": str(first_image), **refinement}
+        if device.type == "cuda" and config.gpu_folder_side:
+            extras["gpu"] = measure_gpu_folder(pipe, first_image, config, scratch, device)
     return rows
+
+
+def _at(precision: str, step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` run at ``precision`` (the models read it from :func:`~grounded_sam.models.devices.precision_scope`)."""
+
+    def run() -> None:
+        with precision_scope(precision):
+            step()
+
+    return run
+
+
+#: The GPU table's folder run: categories per image (the issue's "3 categories").
+GPU_FOLDER_CATEGORIES = 3
+
+
+def measure_gpu_folder(pipe: Any, image: Path, config: BenchConfig, scratch: Path, device: Any) -> dict[str, Any]:
+    """The GPU table's row: a folder run of ``config.folder_images`` (at least 4) copies of ``image`` resized to
+    ``config.gpu_folder_side`` pixels on its long side, with :data:`GPU_FOLDER_CATEGORIES` categories."""
+    import torch
+    from PIL import Image
+
+    from grounded_sam.bench.scenarios import CATEGORY_NAMES
+    from grounded_sam.models.devices import bf16_supported, resolve_precision
+
+    side = config.gpu_folder_side
+    with Image.open(image) as handle:
+        rgb = handle.convert("RGB")
+    scale = side / max(rgb.size)
+    resized = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BICUBIC)
+    path = _ensure(scratch / "gpu-image") / f"image-{side}px.png"
+    resized.save(path)
+    names = list(CATEGORY_NAMES[:GPU_FOLDER_CATEGORIES])
+    pipe.predict(np.asarray(resized), names)  # warm-up: kernels and autotuning outside the timing
+    result = measure_folder(pipe, path, names, max(config.folder_images, 4), scratch, device)
+    return {
+        "gpu": torch.cuda.get_device_name(device), "device": str(device), "bf16": bool(bf16_supported(device)),
+        "precision": resolve_precision(config.precision, device), "image_size": list(resized.size),
+        "categories": len(names), "images": result.images, "failed": result.failed, "wall_s": result.wall_s,
+        "images_per_s": result.images_per_s, "gpu_peak_mb": result.gpu_peak_mb,
+        "box_chunk_size": pipe.segmenter.box_chunk_size,
+        "prompt_batch_size": getattr(pipe.detector, "prompt_batch_size", None),
+    }
 
 
 def _time_floor(floor: ModelFloor, image: Path, names: Sequence[str], samples: list[FloorSample]) -> None:
@@ -335,8 +407,8 @@ def summarize_floor(samples: Sequence[FloorSample]) -> dict[str, Any]:
     }
 
 
-def machine_info(device: Any) -> dict[str, Any]:
-    """What the figures were measured on."""
+def machine_info(device: Any, precision: str = "auto") -> dict[str, Any]:
+    """What the figures were measured on (``precision``: what our pipeline was asked to run at)."""
     import torch
     import transformers
 
@@ -346,11 +418,12 @@ def machine_info(device: Any) -> dict[str, Any]:
         "torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
         "gpu": None, "precision": "fp32",
     }
-    if device.type == "cuda":
-        from grounded_sam.models.devices import bf16_supported
+    from grounded_sam.models.devices import cpu_bf16_feature, resolve_precision
 
+    info["cpu_bf16"] = cpu_bf16_feature()
+    info["precision"] = "bf16 autocast" if resolve_precision(precision, device) == "bf16" else "fp32"
+    if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-        info["precision"] = "bf16 autocast" if bf16_supported(device) else "fp32"
     return info
 
 

@@ -150,3 +150,101 @@ def test_an_unknown_detector_is_a_usage_error(capsys):
         main(["--detectors", "florence-3"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Expected detector names among" in err and "'florence-3'" in err
+
+
+# --------------------------------------------------------------------------- precision, targets, GPU table
+
+
+def test_the_report_records_our_precision_and_the_fp32_floor(smoke_report):
+    report, _ = smoke_report
+    (row,) = report["results"]
+    assert report["settings"]["precision"] == "auto"
+    assert row["precision"] in ("fp32", "bf16") and row["reference_precision"] == "fp32"
+    assert row["floor_fp32"]["total_s"] > 0
+    assert row["ratio_to_fp32_floor"] == pytest.approx(row["ours"]["total_s"] / row["floor_fp32"]["total_s"])
+    assert report["gpu"] is None  # no GPU table on a CPU run
+
+
+def _as_base_run(report: dict, precision: str, **figures) -> dict:
+    """The tiny smoke report dressed as a base-preset CPU run with two rows (5x4, 10x2) and the given figures."""
+    import copy
+
+    report = copy.deepcopy(report)
+    report["settings"]["preset"] = "base"
+    report["machine"]["device"] = "cpu"
+    (row,) = report["results"]
+    rows = []
+    for scenario, speedup in (("5x4", figures["speedup_5x4"]), ("10x2", figures["speedup_10x2"])):
+        rows.append({**copy.deepcopy(row), "scenario": scenario, "speedup": speedup, "speedup_cpu_time": speedup,
+                     "precision": precision, "ratio_to_fp32_floor": figures["ratio"],
+                     "overhead": {"end_to_end": figures["overhead"], "predict": figures["overhead"],
+                                  "end_to_end_cpu_time": figures["overhead"]}})
+    report["results"] = rows
+    report["folder"] = {**report["folder"], "overhead_vs_floor": figures["folder"], "overhead_vs_floor_cpu_time": None,
+                        "memory_growth_mb": figures["memory"]}
+    report["refinement"] = {"status": "ok", "fraction": figures["click"], "click_s": 0.01, "fresh_run_s": 1.0,
+                            "scenario": "5x4", "image": "x.jpg"}
+    return report
+
+
+@pytest.mark.parametrize(("precision", "figures", "expected"), [
+    ("fp32", dict(speedup_5x4=3.1, speedup_10x2=4.6, overhead=0.04, ratio=1.04, folder=0.049, memory=10.0, click=0.019),
+     {"speed-up 5x4": True, "speed-up 10x2": True, "fp32 floor": True, "folder": True, "memory": True, "click": True}),
+    ("fp32", dict(speedup_5x4=2.9, speedup_10x2=4.4, overhead=0.06, ratio=1.06, folder=0.051, memory=80.0, click=0.021),
+     {"speed-up 5x4": False, "speed-up 10x2": False, "fp32 floor": False, "folder": False, "memory": False, "click": False}),
+    ("bf16", dict(speedup_5x4=5.0, speedup_10x2=6.0, overhead=0.02, ratio=0.6, folder=0.01, memory=0.0, click=0.01),
+     {"speed-up 5x4": True, "speed-up 10x2": True, "bf16 ratio": True, "folder": True, "memory": True, "click": True}),
+    ("bf16", dict(speedup_5x4=5.0, speedup_10x2=6.0, overhead=0.02, ratio=1.01, folder=0.01, memory=0.0, click=0.01),
+     {"bf16 ratio": False}),
+])
+def test_every_target_of_the_issue_is_printed_met_or_not(smoke_report, precision, figures, expected):
+    report = _as_base_run(smoke_report[0], precision, **figures)
+    checks = check_targets(report)
+    assert all(check.applies for check in checks)
+    found = {
+        "speed-up 5x4": [c for c in checks if c.name.startswith("speed-up") and "5x4" in c.name and c.target == ">= 3.00x"],
+        "speed-up 10x2": [c for c in checks if c.name.startswith("speed-up") and "10x2" in c.name and c.target == ">= 4.50x"],
+        "fp32 floor": [c for c in checks if c.name.startswith("fp32: time over the fp32 floor") and c.target == "<= 5%"],
+        "bf16 ratio": [c for c in checks if c.name.startswith("bf16: time / the fp32 floor") and c.target == "< 1.00"],
+        "folder": [c for c in checks if c.name.startswith("folder-run overhead") and c.target == "<= 5%"],
+        "memory": [c for c in checks if c.name.startswith("peak memory flat")],
+        "click": [c for c in checks if c.name.startswith("refinement click") and c.target == "<= 2%"],
+    }
+    for key, met in expected.items():
+        assert found[key] and all(c.met is met for c in found[key]), (key, found[key])
+    table = format_table(report)
+    assert "Targets:" in table and ("NOT met" in table) is (False in expected.values())
+    if precision == "bf16":
+        assert "vs the fp32 floor" in table
+
+
+def test_the_gpu_table_names_the_gpu_bf16_and_images_per_second(smoke_report, tmp_path):
+    from grounded_sam.bench.report import format_gpu_table, write_gpu_table
+
+    report = {**smoke_report[0], "gpu": {
+        "gpu": "Fake H200", "device": "cuda", "bf16": True, "precision": "bf16", "image_size": [1024, 683],
+        "categories": 3, "images": 6, "failed": 0, "wall_s": 2.0, "images_per_s": 3.0, "gpu_peak_mb": 4321.0,
+        "box_chunk_size": 64, "prompt_batch_size": 16,
+    }}
+    table = format_gpu_table(report)
+    assert "| Fake H200 | yes | bf16 | 1024x683 | 3 | 6 | 3.00 | 4321 | 64 | 16 |" in table
+    assert write_gpu_table(report, tmp_path / "gpu.md").read_text().strip() == table
+    assert "Fake H200" in format_table(report)
+    assert write_gpu_table(smoke_report[0], tmp_path / "none.md") is None and not (tmp_path / "none.md").exists()
+
+
+def test_precision_check_prints_speed_and_closeness_of_each_model(tmp_path, small_image, capsys):
+    out = tmp_path / "precision.json"
+    argv = ["--precision-check", "--preset", "tiny", "--scenarios", "2x2", "--repeats", "1", "--image", small_image,
+            "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    florence, sam2 = report["florence2"], report["sam2"]
+    for model in (florence, sam2):
+        assert model["fp32"]["total_s"] > 0 and model["bf16"]["total_s"] > 0 and model["speedup"] > 0
+    assert 0 <= florence["encoder_rel_error"] < 0.1 and florence["texts_equal"] == "2/2"  # scripted: same tokens
+    assert 0.9 < sam2["mask_iou_mean"] <= 1 and sam2["score_delta_max"] < 0.1
+    assert (sam2["masks_dtype"], sam2["scores_dtype"]) == ("bool", "float32")
+    assert report["auto_picks"] in ("fp32", "bf16")
+    printed = capsys.readouterr().out
+    assert "| Florence-2 |" in printed and "| SAM2 |" in printed and "auto picks" in printed
