@@ -96,7 +96,7 @@ def check_florence(detector: Any, image: np.ndarray, prompts: list[str], repeats
         for precision in PRECISIONS:
             with precision_scope(precision):
                 vision_s, features = _timed(lambda: detector.encode_image(image))
-                text_s, texts = _timed(lambda: detector.generate_texts(features, prompts))
+                text_s, texts = _timed(lambda features=features: detector.generate_texts(features, prompts))
                 with inference_context(detector.device):  # the language encoder's output alone, for its error
                     embeds = detector.model.get_input_embeddings()(encoded["input_ids"])
                     slots = (encoded["input_ids"] == detector._image_token_id).unsqueeze(-1)
@@ -169,9 +169,9 @@ def run_precision_check(config: PrecisionConfig) -> dict[str, Any]:
     from grounded_sam.bench.runner import machine_info
     from grounded_sam.categories import parse_categories
     from grounded_sam.inputs.images import load_image
-    from grounded_sam.pipeline.postprocess import sanitize_boxes
     from grounded_sam.models.devices import auto_precision, cpu_bf16_feature, precision_scope, resolve_device
     from grounded_sam.models.loading import load_detector, load_segmenter
+    from grounded_sam.pipeline.postprocess import sanitize_boxes
 
     device = resolve_device(config.device)
     image = load_image(config.image)

@@ -177,10 +177,9 @@ def _run_scenario(
 
     The load average after each round is appended to ``load_samples``.
     """
+    from grounded_sam.models.devices import resolve_precision
     from grounded_sam.models.loading import clear_model_cache
     from grounded_sam.pipeline import GroundedSAM2
-
-    from grounded_sam.models.devices import resolve_precision
 
     clear_model_cache()
     gc.collect()

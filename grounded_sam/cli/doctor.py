@@ -287,7 +287,11 @@ def _device_report(device: str, torch_info: dict[str, Any]) -> dict[str, Any]:
         info["error"] = "no device can be chosen without torch."
         return info
     from grounded_sam.models.devices import (
-        auto_precision, bf16_supported, cpu_bf16_feature, default_box_chunk_size, resolve_device,
+        auto_precision,
+        bf16_supported,
+        cpu_bf16_feature,
+        default_box_chunk_size,
+        resolve_device,
     )
 
     try:

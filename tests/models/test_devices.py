@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,7 +158,8 @@ def test_cpu_flags_are_read_from_this_machine() -> None:
     feature = devices.cpu_bf16_feature()
     assert feature in (None, *devices.CPU_BF16_FEATURES)
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags")).split()
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo flags to compare with on this OS")
     assert (feature is not None) == any(name in flags for name in devices.CPU_BF16_FEATURES)
