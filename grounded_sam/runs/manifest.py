@@ -59,9 +59,17 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+#: Settings added after runs were already being recorded, and the value an older run is taken to have had: a run
+#: recorded before ``precision`` existed ran what ``auto`` meant then (bf16 on GPUs, fp32 on CPUs) and resumes with
+#: ``auto`` (on a CPU with bf16 support its remaining images then run bf16: masks within 0.99 IoU of fp32).
+SETTINGS_ADDED_LATER: dict[str, Any] = {"precision": "auto"}
+
+
 def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human-readable ``key: old -> new`` lines for settings that differ (ignoring :data:`RESUME_IGNORED_SETTINGS`)."""
-    old, new = plain(dict(old)), plain(dict(new))
+    """Human-readable ``key: old -> new`` lines for settings that differ (ignoring :data:`RESUME_IGNORED_SETTINGS`;
+    a setting of :data:`SETTINGS_ADDED_LATER` missing from ``old`` counts as its default)."""
+    old = {**{k: v for k, v in SETTINGS_ADDED_LATER.items() if k in new}, **dict(old)}
+    old, new = plain(old), plain(dict(new))
     lines = []
     for key in [*old, *(k for k in new if k not in old)]:
         if key in RESUME_IGNORED_SETTINGS or old.get(key) == new.get(key):

@@ -128,3 +128,14 @@ def test_an_interrupt_during_a_manifest_write_waits_until_the_line_is_recorded(m
             events.append("after the signal, still inside")
     assert events == ["after the signal, still inside"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_with_its_default():
+    from grounded_sam.runs.manifest import SETTINGS_ADDED_LATER
+
+    assert SETTINGS_ADDED_LATER["precision"] == "auto"
+    before = {"categories": "truck", "detector": "florence-2-base"}
+    assert settings_differences(before, {**before, "precision": "auto"}) == []
+    assert settings_differences(before, {**before, "precision": "bf16"}) == ['precision: "auto" -> "bf16"']
+    assert settings_differences({**before, "precision": "fp32"}, {**before, "precision": "auto"}) == [
+        'precision: "fp32" -> "auto"']
