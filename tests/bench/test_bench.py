@@ -192,7 +192,7 @@ def _as_base_run(report: dict, precision: str, **figures) -> dict:
      {"speed-up 5x4": True, "speed-up 10x2": True, "fp32 floor": True, "folder": True, "memory": True, "click": True}),
     ("fp32", dict(speedup_5x4=2.9, speedup_10x2=4.4, overhead=0.06, ratio=1.06, folder=0.051, memory=80.0, click=0.021),
      {"speed-up 5x4": False, "speed-up 10x2": False, "fp32 floor": False, "folder": False, "memory": False, "click": False}),
-    ("bf16", dict(speedup_5x4=5.0, speedup_10x2=6.0, overhead=0.02, ratio=0.6, folder=0.01, memory=0.0, click=0.01),
+    ("bf16", dict(speedup_5x4=5.0, speedup_10x2=6.0, overhead=0.02, ratio=0.6, folder=0.01, memory=-279.0, click=0.01),
      {"speed-up 5x4": True, "speed-up 10x2": True, "bf16 ratio": True, "folder": True, "memory": True, "click": True}),
     ("bf16", dict(speedup_5x4=5.0, speedup_10x2=6.0, overhead=0.02, ratio=1.01, folder=0.01, memory=0.0, click=0.01),
      {"bf16 ratio": False}),
