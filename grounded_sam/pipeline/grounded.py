@@ -238,9 +238,9 @@ def _finish(
     """Drops empty masks, applies the score threshold (both scores) and NMS, and attaches metadata."""
     if len(detections):
         non_empty = detections.mask.reshape(len(detections), -1).any(axis=1)
-        if not non_empty.all():
+        if not non_empty.all():  # indexing copies every mask (tens of MB): only when something goes
             logger.debug("Dropping %d boxes whose SAM2 mask is empty", int((~non_empty).sum()))
-        detections = detections[non_empty]
+            detections = detections[non_empty]
     detections = filter_min_score(detections, options.min_score)
     detections = apply_nms(detections, options.nms, options.nms_iou)
     detections.metadata["class_names"] = list(categories.class_names)

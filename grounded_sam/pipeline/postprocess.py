@@ -90,7 +90,7 @@ def apply_nms(detections: sv.Detections, mode: NmsMode, iou_threshold: float) ->
         return detections.with_nms(threshold=iou_threshold, class_agnostic=(mode == "all"))
     keep = mask_nms_keep(detections.mask, detections.confidence,
                          None if mode == "all" else detections.class_id, iou_threshold)
-    return detections[keep]
+    return detections if keep.all() else detections[keep]
 
 
 def mask_nms_keep(masks: np.ndarray, scores: np.ndarray, class_id: np.ndarray | None, iou_threshold: float) -> np.ndarray:

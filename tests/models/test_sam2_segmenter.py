@@ -88,6 +88,33 @@ def test_chunk_size_does_not_change_the_masks(segmenter):
     np.testing.assert_allclose(one_by_one.confidence, all_at_once.confidence, atol=1e-4)
 
 
+class _PublicOnly:
+    """SAM2's predictor without its internals, as a later sam2 might have it."""
+
+    def __init__(self, predictor) -> None:
+        self.set_image, self.predict, self.reset_predictor = predictor.set_image, predictor.predict, predictor.reset_predictor
+
+
+def test_masks_equal_those_of_sam2s_public_predict(segmenter, monkeypatch):
+    """The bool fast path (SAM2's ``_predict``) gives exactly what ``predict`` gives, and ``predict`` is the fallback."""
+    image = np.random.default_rng(5).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    boxes = _boxes(5, 300, 200)
+    fast = segmenter.segment(image, boxes, box_chunk_size=2)
+
+    segmenter.predictor.set_image(image)
+    public_masks, public_scores, _ = segmenter.predictor.predict(box=boxes.xyxy.astype(np.float32), multimask_output=False)
+    segmenter.predictor.reset_predictor()
+    public_masks, public_scores = normalize_sam2_output(public_masks, public_scores, 5)
+    np.testing.assert_array_equal(fast.mask, public_masks)
+    np.testing.assert_allclose(fast.confidence, public_scores, atol=1e-5)  # chunks of 2 against one call of 5
+    assert fast.mask.dtype == bool and fast.mask.any()
+
+    monkeypatch.setattr(segmenter, "predictor", _PublicOnly(segmenter.predictor))
+    fallback = segmenter.segment(image, boxes, box_chunk_size=2)
+    np.testing.assert_array_equal(fallback.mask, fast.mask)
+    np.testing.assert_array_equal(fallback.confidence, fast.confidence)
+
+
 def _tiny_state(tiny_models) -> dict:
     return torch.load(tiny_models["sam2"], map_location="cpu", weights_only=True)
 
