@@ -158,9 +158,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines += ["", (
             f"Folder run ({folder['scenario']}, {folder['images']} copies of {Path(folder['image']).name}): "
             f"{folder['wall_s']:.1f} s, {folder['images_per_s']:.3f} images/s, "
-            f"median {folder['median_image_s']:.2f} s/image vs floor {folder['floor_per_image_s']:.2f} s "
-            f"({folder['overhead_vs_floor']:+.1%}; by total wall time {folder['overhead_vs_floor_wall']:+.1%}, "
-            f"by cpu time {_percent(folder.get('overhead_vs_floor_cpu_time'))}); "
+            f"{folder['per_image_wall_s']:.2f} s/image vs floor {folder['floor_per_image_s']:.2f} s "
+            f"({folder['overhead_vs_floor']:+.1%}; by cpu time {_percent(folder.get('overhead_vs_floor_cpu_time'))}; "
+            f"median interval between finished images {folder['median_image_s']:.2f} s, "
+            f"{folder['overhead_vs_floor_median']:+.1%}); "
             f"peak RSS per image {peaks[0]:.0f} -> {peaks[-1]:.0f} MB "
             f"({folder['memory_growth_mb']:+.0f} MB)"
             + (f", GPU peak {folder['gpu_peak_mb']:.0f} MB" if folder.get("gpu_peak_mb") is not None else "")

@@ -247,12 +247,16 @@ def _run_scenario(
                 bracket.append(floor.measure(rgb, names))
             floor_summary = summarize_floor(bracket)
             floor_total, floor_cpu = floor_summary["total_s"], floor_summary["total_cpu_s"]
-            per_image = statistics.median(result.per_image_s) if result.per_image_s else float("nan")
+            # The whole run's time per image is the figure: with writes overlapped, the progress
+            # calls (an image's files written) lag its labeling by one image, so the first interval
+            # holds two images and the last only a write; their median is shown for information.
+            median = statistics.median(result.per_image_s) if result.per_image_s else float("nan")
+            per_image = result.wall_s / max(result.images, 1)
             extras["folder"] = {
                 "scenario": scenario.name, "image": str(first_image), **result.as_dict(),
-                "floor_per_image_s": floor_total, "single_image_s": fresh, "median_image_s": per_image,
-                "overhead_vs_floor": per_image / floor_total - 1,
-                "overhead_vs_floor_wall": (result.wall_s / max(result.images, 1)) / floor_total - 1,
+                "floor_per_image_s": floor_total, "single_image_s": fresh, "per_image_wall_s": per_image,
+                "median_image_s": median, "overhead_vs_floor": per_image / floor_total - 1,
+                "overhead_vs_floor_median": median / floor_total - 1,
                 "floor_per_image_cpu_s": floor_cpu,
                 "overhead_vs_floor_cpu_time": (result.cpu_s / max(result.images, 1)) / floor_cpu - 1 if floor_cpu else None,
             }

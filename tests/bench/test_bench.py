@@ -70,6 +70,9 @@ def test_tiny_preset_writes_a_complete_report(smoke_report):
     assert row["speedup"] > 0 and "end_to_end" in row["overhead"]
     folder = report["folder"]
     assert folder["images"] == 2 and folder["failed"] == 0 and len(folder["peak_rss_mb"]) == 2
+    # The folder figure is the whole run's wall time per image (progress calls lag by one image when writes overlap).
+    assert folder["per_image_wall_s"] == pytest.approx(folder["wall_s"] / 2)
+    assert folder["overhead_vs_floor"] == pytest.approx(folder["per_image_wall_s"] / folder["floor_per_image_s"] - 1)
     assert report["refinement"]["status"] in ("ok", "not available yet")
     assert report["targets"] and all(not t["applies"] for t in report["targets"])
 
