@@ -142,6 +142,13 @@ def uninterrupted(tiny_models, synthetic_folder, tmp_path_factory) -> Path:
     return out
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default, even where this suite was started in the background (where shells ignore SIGINT)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_signal(args: list[str], out: Path, sig: int, after_lines: int, log: Path) -> tuple[int, int]:
     """Starts the CLI, sends ``sig`` once the manifest holds ``after_lines`` image lines; returns (exit code, lines then)."""
     import time
@@ -150,7 +157,7 @@ def start_and_signal(args: list[str], out: Path, sig: int, after_lines: int, log
     with open(log, "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "grounded_sam", *args], cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            stdout=subprocess.DEVNULL, stderr=stderr,
+            stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=_default_sigint,
         )
         lines, deadline = 0, time.monotonic() + 240
         while process.poll() is None and time.monotonic() < deadline:
