@@ -181,3 +181,9 @@ def mask_xyxy(mask: np.ndarray) -> list[int]:
     from grounded_sam.detections import mask_box
 
     return mask_box(mask)
+
+
+def write_squares_clip(path: Path, frames: int, **scene: Any) -> Path:
+    """Writes ``frames`` frames of :class:`MovingSquares` (``scene``: its other arguments) to a clip at ``path``."""
+    squares = MovingSquares(frames=frames, **scene)
+    return write_clip(path, [squares.frame(i) for i in range(frames)])

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 180
@@ -108,3 +109,10 @@ def _wait_until_up(server: AppServer) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"app.py did not answer within {STARTUP_TIMEOUT_S} s:\n{server.log_text()[-4000:]}")
+
+
+def api_client(server: AppServer, downloads: Path) -> Any:
+    """A ``gradio_client.Client`` of ``server`` that saves files under ``downloads`` and sends no analytics."""
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False, download_files=str(downloads), analytics_enabled=False)

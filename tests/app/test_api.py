@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app.server import REPO, AppServer, run_app
+from tests.app.server import REPO, AppServer, api_client, run_app
 from tests.factories import make_detections
 
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is a test dependency (requirements-dev.txt)")
@@ -220,8 +220,7 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def client(server: AppServer, tmp_path_factory: pytest.TempPathFactory) -> Client:
-    return Client(server.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")),
-                  analytics_enabled=False)
+    return api_client(server, tmp_path_factory.mktemp("downloads"))
 
 
 def check_record(record: dict[str, Any], categories: list[str], size: tuple[int, int]) -> None:

@@ -25,7 +25,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.app.server import REPO, AppServer, run_app
+from tests.app.server import REPO, AppServer, api_client, run_app
 
 EXAMPLES = REPO / "examples"
 SECRET = "grounded-sam-secret-"  # the first bytes of a file outside every allowed folder
@@ -61,8 +61,7 @@ def server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def client(server: AppServer, tmp_path_factory: pytest.TempPathFactory) -> Client:
-    return Client(server.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")),
-                  analytics_enabled=False)
+    return api_client(server, tmp_path_factory.mktemp("downloads"))
 
 
 @pytest.fixture(scope="module")

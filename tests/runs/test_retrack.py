@@ -17,7 +17,7 @@ from grounded_sam.errors import EditError, OutputFolderError
 from grounded_sam.pipeline.track import TrackingOptions
 from grounded_sam.runs.retrack import RetrackResult, TrackEdit, retrack
 from grounded_sam.runs.track import STATE_NAME, run_tracking
-from tests.fakes import MovingSquares, write_clip
+from tests.fakes import write_squares_clip
 from tests.readers import check_coco, check_mot, records
 
 FRAMES, EVERY, EDITED = 8, 3, 4
@@ -26,8 +26,7 @@ RUN = {"options": TrackingOptions(every=EVERY), "formats": "coco,mot,yolo", "plo
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    scene = MovingSquares(frames=FRAMES)
-    return write_clip(tmp_path_factory.mktemp("clip") / "squares.mp4", [scene.frame(i) for i in range(FRAMES)])
+    return write_squares_clip(tmp_path_factory.mktemp("clip") / "squares.mp4", FRAMES)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from grounded_sam.errors import OptionError, OutputFolderError
 from grounded_sam.pipeline.track import TrackingOptions
 from grounded_sam.runs.track import STATE_NAME, parse_track_formats, run_tracking
-from tests.fakes import MovingSquares, write_clip
+from tests.fakes import write_squares_clip
 from tests.readers import check_coco, check_mot
 
 FRAMES, EVERY = 8, 3
@@ -19,8 +19,7 @@ FRAMES, EVERY = 8, 3
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    scene = MovingSquares(frames=FRAMES)
-    return write_clip(tmp_path_factory.mktemp("clip") / "squares.mp4", [scene.frame(i) for i in range(FRAMES)])
+    return write_squares_clip(tmp_path_factory.mktemp("clip") / "squares.mp4", FRAMES)
 
 
 @pytest.fixture(scope="module")
