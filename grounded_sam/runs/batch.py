@@ -301,6 +301,13 @@ def stopped_by_full_disk(action: str, exc: BaseException) -> DiskFullError:
     )
 
 
+def _drop_and_stop(written: Iterable[str | os.PathLike[str]], action: str, exc: BaseException) -> DiskFullError:
+    """Removes the files an image got before the disk filled up, and returns the error that stops the run."""
+    for path in written:
+        Path(path).unlink(missing_ok=True)
+    return stopped_by_full_disk(action, exc)
+
+
 def describe_failure(exc: BaseException) -> tuple[str, str | None]:
     """``(error, traceback)`` of one image's failure: a user-fixable error is its message alone; anything
     else is named by its type and keeps its traceback for the log (call inside the ``except`` block)."""
@@ -554,9 +561,7 @@ class _Loop:
                 if disk_full(exc):
                     # Every later image would fail the same way: stop here. This image's files go and it gets
                     # no manifest line, so the next run (after space is freed) labels it again.
-                    for path in written:
-                        Path(path).unlink(missing_ok=True)
-                    raise stopped_by_full_disk(f"writing {image.path.name}'s outputs", exc) from exc
+                    raise _drop_and_stop(written, f"writing {image.path.name}'s outputs", exc) from exc
                 # A writer's failure (a bug on an odd mask, a file it cannot create) costs this image only.
                 error, trace = describe_failure(exc)
         if not outcome.ok:
@@ -582,9 +587,8 @@ class _Loop:
             except OSError as exc:
                 if not disk_full(exc):
                     raise
-                for path in written:  # without its line the image is labeled again on resume: drop its files
-                    Path(path).unlink(missing_ok=True)
-                raise stopped_by_full_disk(f"recording {image.path.name} in the manifest", exc) from exc
+                # Without its line the image is labeled again on resume: its files go.
+                raise _drop_and_stop(written, f"recording {image.path.name} in the manifest", exc) from exc
         return outcome
 
     def _relative(self, path: Path) -> str:
