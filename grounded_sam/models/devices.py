@@ -80,13 +80,9 @@ _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("grounded_sam_p
 CPU_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_bf16_feature() -> str | None:
-    """The CPU's native bf16 feature (``"amx_bf16"`` or ``"avx512_bf16"``), or None; detected at run time."""
-    return _cpu_bf16_feature()
-
-
 @functools.lru_cache(maxsize=1)
-def _cpu_bf16_feature() -> str | None:
+def cpu_bf16_feature() -> str | None:
+    """The CPU's native bf16 feature (``"amx_bf16"`` or ``"avx512_bf16"``), or None; detected once, at run time."""
     flags = _cpu_flags()
     return next((name for name in CPU_BF16_FEATURES if name in flags), None)
 

@@ -126,10 +126,10 @@ def cpu_flags(monkeypatch: pytest.MonkeyPatch):
 
     def set_flags(flags: set[str]) -> None:
         monkeypatch.setattr(devices, "_cpu_flags", lambda: set(flags))
-        devices._cpu_bf16_feature.cache_clear()
+        devices.cpu_bf16_feature.cache_clear()
 
     yield set_flags
-    devices._cpu_bf16_feature.cache_clear()
+    devices.cpu_bf16_feature.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_cpu_bf16_detection_and_auto(cpu_flags, flags: set[str], feature: str | 
 
 def test_cpu_flags_are_read_from_this_machine() -> None:
     # The real detection runs without error and agrees with Linux's own list where there is one.
-    devices._cpu_bf16_feature.cache_clear()
+    devices.cpu_bf16_feature.cache_clear()
     feature = devices.cpu_bf16_feature()
     assert feature in (None, *devices.CPU_BF16_FEATURES)
     try:
