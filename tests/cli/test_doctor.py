@@ -312,11 +312,11 @@ def test_cpu_bf16_support_and_what_auto_picks(no_gpu, monkeypatch: pytest.Monkey
 
     monkeypatch.delenv("GROUNDED_SAM_AUTO_PRECISION", raising=False)
     monkeypatch.setattr(devices, "_cpu_flags", lambda: set(flags))
-    devices._cpu_bf16_feature.cache_clear()
+    devices.cpu_bf16_feature.cache_clear()
     try:
         report = collect_report(check_hub=False)
     finally:
-        devices._cpu_bf16_feature.cache_clear()
+        devices.cpu_bf16_feature.cache_clear()
     assert report["device"]["precision"] == precision
     text = format_report(report)
     assert line in text and f"cpu -> cpu, {precision} (--precision auto)" in text.replace("auto -> cpu", "cpu -> cpu")
